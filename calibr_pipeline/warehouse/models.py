@@ -1,0 +1,337 @@
+"""Warehouse tables (SQLAlchemy 2 declarative models).
+
+The schema is created and evolved only by the Alembic migrations in
+``warehouse/migrations``; these models are what the code and autogenerate read.
+Every table is documented for analysts in ``docs/tables.md``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from calibr_pipeline.warehouse.types import ExactDecimal, UTCDateTime, utcnow
+
+# Deterministic constraint names keep migrations identical on SQLite and Postgres.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger ids autoincrement on Postgres; SQLite only autoincrements INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    projects: Mapped[list[Project]] = relationship(back_populates="tenant")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="projects")
+    shops: Mapped[list[Shop]] = relationship(back_populates="project")
+
+
+class Shop(Base):
+    """A merchant store and how to reach it. ``access_token`` is a secret: never log it."""
+
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(32))  # shopify | csv
+    admin_endpoint: Mapped[str | None] = mapped_column(String(500))
+    api_version: Mapped[str | None] = mapped_column(String(16))
+    access_token: Mapped[str | None] = mapped_column(String(500))
+    rate_limit_preset: Mapped[str | None] = mapped_column(String(32))
+    catalog_csv_path: Mapped[str | None] = mapped_column(String(1000))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="shops")
+
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    def __repr__(self) -> str:
+        return f"Shop(id={self.id!r}, name={self.name!r}, platform={self.platform!r}, access_token='***')"
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(500))
+    product_type: Mapped[str | None] = mapped_column(String(200))
+    vendor: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("shop_id", "external_id"),)
+
+
+class Variant(Base):
+    """A sellable SKU. Prices are exact decimals in the shop currency."""
+
+    __tablename__ = "variants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    sku: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(500))
+    price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    compare_at_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    cost: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("shop_id", "external_id"),
+        UniqueConstraint("project_id", "sku"),
+    )
+
+
+class Competitor(Base):
+    __tablename__ = "competitors"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    domain: Mapped[str] = mapped_column(String(300))
+    # The store currency, used when a page does not declare one (Shopify .js endpoints).
+    currency: Mapped[str | None] = mapped_column(String(3))
+    trusted: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "domain"),)
+
+
+class CompetitorListing(Base):
+    """A competitor product page matched to one of our SKUs."""
+
+    __tablename__ = "competitor_listings"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    competitor_id: Mapped[int] = mapped_column(ForeignKey("competitors.id"), index=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    page_kind: Mapped[str] = mapped_column(String(16))  # shopify | html
+    variant_hint: Mapped[str | None] = mapped_column(String(200))
+    match_type: Mapped[str] = mapped_column(String(16))  # exact | similar | manual
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("variant_id", "url"),)
+
+
+class CompetitorPriceObservation(Base):
+    """Every fetch outcome, successful or not. Failures are data."""
+
+    __tablename__ = "competitor_price_observations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    listing_id: Mapped[int] = mapped_column(ForeignKey("competitor_listings.id"), index=True)
+    observation_date: Mapped[date] = mapped_column(Date)
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16))  # ok | error
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    regular_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    availability: Mapped[str | None] = mapped_column(String(16))
+    extraction_source: Mapped[str | None] = mapped_column(String(32))
+    extracted: Mapped[dict | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    elapsed_ms: Mapped[int | None] = mapped_column(Integer)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_observations_tenant_date", "tenant_id", "observation_date"),)
+
+
+class FxRate(Base):
+    """Reference exchange rates: 1 ``base_currency`` = ``rate`` ``quote_currency``."""
+
+    __tablename__ = "fx_rates"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    rate_date: Mapped[date] = mapped_column(Date)
+    base_currency: Mapped[str] = mapped_column(String(3))
+    quote_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(ExactDecimal)
+    source: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("rate_date", "base_currency", "quote_currency"),)
+
+
+class NormalizedPriceSnapshot(Base):
+    """One row per listing and day: the day's last good observation, in ISO currency and ours."""
+
+    __tablename__ = "normalized_price_snapshots"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    listing_id: Mapped[int] = mapped_column(ForeignKey("competitor_listings.id"))
+    competitor_id: Mapped[int] = mapped_column(ForeignKey("competitors.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("competitor_price_observations.id"))
+    snapshot_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+    regular_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    on_sale: Mapped[bool] = mapped_column(Boolean, default=False)
+    availability: Mapped[str | None] = mapped_column(String(16))
+    project_currency: Mapped[str] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    amount_in_project_currency: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("listing_id", "snapshot_date"),
+        Index("ix_snapshots_tenant_date", "tenant_id", "snapshot_date"),
+    )
+
+
+class MarketPosition(Base):
+    """Per SKU and day: where our price stands among the competitors' (in our currency)."""
+
+    __tablename__ = "market_positions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
+    position_date: Mapped[date] = mapped_column(Date)
+    our_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+    competitor_count: Mapped[int] = mapped_column(Integer)
+    lowest_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    highest_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    median_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    spread: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    spread_pct: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    position: Mapped[str] = mapped_column(String(16))  # lowest | highest | middle | no_data
+    lowest_competitor_id: Mapped[int | None] = mapped_column(ForeignKey("competitors.id"))
+    price_index: Mapped[Decimal | None] = mapped_column(ExactDecimal)  # our / median
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("variant_id", "position_date"),
+        Index("ix_market_positions_tenant_date", "tenant_id", "position_date"),
+    )
+
+
+class EventLog(Base):
+    """Append-only business events (what happened), for audit and analytics."""
+
+    __tablename__ = "event_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(100), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class OutboxEvent(Base):
+    """Transactional outbox: written in the same transaction as the change it announces.
+
+    Sensors read undispatched rows and launch runs with ``run_key = id``.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_event_id)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dispatched_run_key: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_outbox_pending", "dispatched_at", "created_at"),)
+
+
+class OutboxDeadLetter(Base):
+    """Outbox events a sensor could not turn into a run, with the reason. Nothing is dropped."""
+
+    __tablename__ = "outbox_dead_letters"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    outbox_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertDelivery(Base):
+    """Each alert sent to each destination, and whether it arrived."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(300))
+    destination: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
