@@ -1,0 +1,110 @@
+"""Competitor monitoring for one tenant and day, without Dagster.
+
+The Dagster assets, the CLI and the benchmarks all call these functions, so what the
+benchmark measures is what the pipeline runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Sequence
+
+from calibr_pipeline.connectors.storefront import ListingTarget, ScrapeOutcome, StorefrontScraper
+from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.warehouse.competitor_store import (
+    ObservationRow,
+    listings_to_scrape,
+    replace_observations,
+)
+from calibr_pipeline.warehouse.engine import session_scope
+
+
+@dataclass(frozen=True)
+class ScrapeSummary:
+    listings: int
+    ok: int
+    failed: int
+    by_error_class: dict[str, int]
+    retried: int
+    total_attempts: int
+    by_source: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.listings if self.listings else 0.0
+
+
+def to_observation(outcome: ScrapeOutcome) -> ObservationRow:
+    offer = outcome.offer
+    return ObservationRow(
+        listing_id=outcome.listing_id,
+        url=outcome.url,
+        status=outcome.status,
+        http_status=outcome.http_status,
+        error_class=outcome.error_class.value if outcome.error_class is not None else None,
+        error_message=outcome.error_message,
+        amount=offer.amount if offer else None,
+        currency=offer.currency if offer else None,
+        regular_amount=offer.regular_amount if offer else None,
+        availability=offer.availability if offer else None,
+        extraction_source=offer.source if offer else None,
+        extracted=offer.to_json_dict() if offer else None,
+        attempts=outcome.attempts,
+        elapsed_ms=outcome.elapsed_ms,
+        fetched_at=outcome.fetched_at,
+    )
+
+
+def summarize(outcomes: Sequence[ScrapeOutcome]) -> ScrapeSummary:
+    errors = Counter(o.error_class.value for o in outcomes if o.error_class is not None)
+    sources = Counter(o.offer.source for o in outcomes if o.offer is not None)
+    return ScrapeSummary(
+        listings=len(outcomes),
+        ok=sum(1 for o in outcomes if o.status == "ok"),
+        failed=sum(1 for o in outcomes if o.status != "ok"),
+        by_error_class=dict(sorted(errors.items())),
+        retried=sum(1 for o in outcomes if o.attempts > 1),
+        total_attempts=sum(o.attempts for o in outcomes),
+        by_source=dict(sorted(sources.items())),
+    )
+
+
+def scrape_tenant_day(
+    warehouse_url: str,
+    scraper: StorefrontScraper,
+    *,
+    tenant_id: int,
+    day: date,
+    run_id: str | None,
+    listing_ids: Sequence[int] | None = None,
+) -> ScrapeSummary:
+    """Scrape the tenant's active listings and replace that day's observations with the outcomes."""
+    with session_scope(warehouse_url) as session:
+        listings = listings_to_scrape(session, tenant_id, listing_ids)
+    if listing_ids is not None:
+        missing = sorted(set(listing_ids) - {l.listing_id for l in listings})
+        if missing:
+            raise CalibrError(f"listing id(s) {missing} are not active listings of tenant {tenant_id}")
+    targets = [
+        ListingTarget(
+            listing_id=l.listing_id,
+            url=l.url,
+            kind=l.page_kind,
+            variant_hint=l.variant_hint,
+            currency_hint=l.currency_hint,
+        )
+        for l in listings
+    ]
+    outcomes = scraper.scrape_many(targets)
+    with session_scope(warehouse_url) as session:
+        replace_observations(
+            session,
+            tenant_id=tenant_id,
+            observation_date=day,
+            rows=[to_observation(o) for o in outcomes],
+            run_id=run_id,
+            listing_ids=listing_ids,
+        )
+    return summarize(outcomes)

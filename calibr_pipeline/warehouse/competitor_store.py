@@ -1,0 +1,412 @@
+"""Competitor monitoring in the warehouse: listings, observations, snapshots, market position.
+
+Each ``replace_*`` function owns the rows of one partition (tenant and day): re-running a
+partition deletes and rewrites exactly those rows, in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Iterable, Sequence
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.orm import Session
+
+from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position, convert
+from calibr_pipeline.warehouse.models import (
+    Competitor,
+    CompetitorListing,
+    CompetitorPriceObservation,
+    FxRate,
+    MarketPosition,
+    NormalizedPriceSnapshot,
+    Project,
+    Variant,
+)
+from calibr_pipeline.warehouse.outbox import publish
+from calibr_pipeline.warehouse.tenancy import InvalidInputError, project_by_slug, variant_by_sku
+from calibr_pipeline.warehouse.types import utcnow
+
+COMPETITOR_ADDED = "competitor.added"
+PAGE_KINDS = ("shopify", "html")
+MATCH_TYPES = ("exact", "similar", "manual")
+_SHOPIFY_PRODUCT_PATH = re.compile(r"^/(?:[a-z]{2}(?:-[a-z]{2})?/)?products/[^/]+/?$", re.IGNORECASE)
+
+
+def guess_page_kind(url: str) -> str:
+    """``/products/<handle>`` is the Shopify storefront convention; anything else is an HTML page."""
+    return "shopify" if _SHOPIFY_PRODUCT_PATH.match(urlsplit(url).path) else "html"
+
+
+@dataclass(frozen=True)
+class AddedListing:
+    listing_id: int
+    competitor_id: int
+    event_id: str
+    created: bool
+
+
+def add_competitor_listing(
+    session: Session,
+    *,
+    project_slug: str,
+    sku: str,
+    url: str,
+    competitor_name: str | None = None,
+    currency: str | None = None,
+    page_kind: str = "auto",
+    match_type: str = "exact",
+    variant_hint: str | None = None,
+    actor: str = "cli",
+) -> AddedListing:
+    """Store a listing and its ``competitor.added`` outbox event in the caller's transaction.
+
+    ``url`` must already have passed the URL policy. Adding the same URL for the same SKU
+    again is not an error; it returns the existing listing and publishes no new event.
+    """
+    project = project_by_slug(session, project_slug)
+    variant = variant_by_sku(session, project, sku)
+    if match_type not in MATCH_TYPES:
+        raise InvalidInputError(f"match type {match_type!r} is not one of {', '.join(MATCH_TYPES)}")
+    if page_kind == "auto":
+        page_kind = guess_page_kind(url)
+    if page_kind not in PAGE_KINDS:
+        raise InvalidInputError(f"page kind {page_kind!r} is not one of auto, {', '.join(PAGE_KINDS)}")
+    if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
+        raise InvalidInputError(f"currency {currency!r} is not an ISO 4217 code such as USD or EUR")
+
+    domain = (urlsplit(url).hostname or "").lower()
+    port = urlsplit(url).port
+    domain_key = f"{domain}:{port}" if port else domain
+    competitor = session.scalar(select(Competitor).where(Competitor.project_id == project.id, Competitor.domain == domain_key))
+    if competitor is None:
+        competitor = Competitor(project_id=project.id, name=competitor_name or domain_key, domain=domain_key, currency=currency)
+        session.add(competitor)
+        session.flush()
+    elif currency and competitor.currency != currency:
+        competitor.currency = currency
+
+    existing = session.scalar(select(CompetitorListing).where(CompetitorListing.variant_id == variant.id, CompetitorListing.url == url))
+    if existing is not None:
+        return AddedListing(existing.id, competitor.id, event_id="", created=False)
+
+    listing = CompetitorListing(
+        project_id=project.id,
+        competitor_id=competitor.id,
+        variant_id=variant.id,
+        url=url,
+        page_kind=page_kind,
+        variant_hint=variant_hint,
+        match_type=match_type,
+        active=True,
+    )
+    session.add(listing)
+    session.flush()
+    event = publish(
+        session,
+        COMPETITOR_ADDED,
+        {
+            "listing_id": listing.id,
+            "tenant_id": project.tenant_id,
+            "project": project.slug,
+            "sku": variant.sku,
+            "url": url,
+            "competitor_id": competitor.id,
+        },
+        tenant_id=project.tenant_id,
+        actor=actor,
+    )
+    return AddedListing(listing.id, competitor.id, event.id, created=True)
+
+
+@dataclass(frozen=True)
+class ListingToScrape:
+    listing_id: int
+    tenant_id: int
+    project_id: int
+    url: str
+    page_kind: str
+    variant_hint: str | None
+    currency_hint: str | None
+
+
+def listings_to_scrape(session: Session, tenant_id: int, listing_ids: Sequence[int] | None = None) -> list[ListingToScrape]:
+    query = (
+        select(CompetitorListing, Competitor.currency, Project.tenant_id)
+        .join(Competitor, Competitor.id == CompetitorListing.competitor_id)
+        .join(Project, Project.id == CompetitorListing.project_id)
+        .where(Project.tenant_id == tenant_id, CompetitorListing.active.is_(True))
+        .order_by(CompetitorListing.id)
+    )
+    if listing_ids is not None:
+        query = query.where(CompetitorListing.id.in_(list(listing_ids)))
+    return [
+        ListingToScrape(l.id, t_id, l.project_id, l.url, l.page_kind, l.variant_hint, currency)
+        for l, currency, t_id in session.execute(query).all()
+    ]
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    """One fetch outcome, as the scraping layer reports it (no ORM)."""
+
+    listing_id: int
+    url: str
+    status: str
+    http_status: int | None
+    error_class: str | None
+    error_message: str | None
+    amount: Decimal | None
+    currency: str | None
+    regular_amount: Decimal | None
+    availability: str | None
+    extraction_source: str | None
+    extracted: dict | None
+    attempts: int
+    elapsed_ms: int | None
+    fetched_at: datetime
+
+
+def replace_observations(
+    session: Session,
+    *,
+    tenant_id: int,
+    observation_date: date,
+    rows: Iterable[ObservationRow],
+    run_id: str | None,
+    listing_ids: Sequence[int] | None = None,
+) -> int:
+    """Replace the partition's observations (or only those of ``listing_ids``) with ``rows``."""
+    projects = dict(session.execute(select(CompetitorListing.id, CompetitorListing.project_id)).all())
+    condition = and_(
+        CompetitorPriceObservation.tenant_id == tenant_id,
+        CompetitorPriceObservation.observation_date == observation_date,
+    )
+    if listing_ids is not None:
+        condition = and_(condition, CompetitorPriceObservation.listing_id.in_(list(listing_ids)))
+    session.execute(delete(CompetitorPriceObservation).where(condition))
+    count = 0
+    for row in rows:
+        session.add(
+            CompetitorPriceObservation(
+                tenant_id=tenant_id,
+                project_id=projects[row.listing_id],
+                listing_id=row.listing_id,
+                observation_date=observation_date,
+                dagster_run_id=run_id,
+                url=row.url,
+                status=row.status,
+                http_status=row.http_status,
+                error_class=row.error_class,
+                error_message=row.error_message,
+                amount=row.amount,
+                currency=row.currency,
+                regular_amount=row.regular_amount,
+                availability=row.availability,
+                extraction_source=row.extraction_source,
+                extracted=row.extracted,
+                attempts=row.attempts,
+                elapsed_ms=row.elapsed_ms,
+                fetched_at=row.fetched_at,
+            )
+        )
+        count += 1
+    session.flush()
+    return count
+
+
+def upsert_fx_rate(session: Session, rate_date: date, base: str, quote: str, rate: Decimal, source: str) -> None:
+    row = session.scalar(
+        select(FxRate).where(FxRate.rate_date == rate_date, FxRate.base_currency == base, FxRate.quote_currency == quote)
+    )
+    if row is None:
+        session.add(FxRate(rate_date=rate_date, base_currency=base, quote_currency=quote, rate=rate, source=source))
+    else:
+        row.rate, row.source = rate, source
+
+
+def fx_rate(session: Session, base: str, quote: str, on: date) -> Decimal | None:
+    """The latest reference rate on or before ``on``; the inverse rate is used when only that exists."""
+    if base == quote:
+        return Decimal(1)
+    for b, q, invert in ((base, quote, False), (quote, base, True)):
+        rate = session.scalar(
+            select(FxRate.rate)
+            .where(FxRate.base_currency == b, FxRate.quote_currency == q, FxRate.rate_date <= on)
+            .order_by(FxRate.rate_date.desc())
+            .limit(1)
+        )
+        if rate is not None:
+            return (Decimal(1) / rate) if invert else rate
+    return None
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    snapshots: int
+    listings_without_price: int
+    missing_fx: dict[str, int]
+
+
+def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) -> SnapshotStats:
+    """One row per listing and day, from the day's latest successful observation."""
+    session.execute(
+        delete(NormalizedPriceSnapshot).where(
+            NormalizedPriceSnapshot.tenant_id == tenant_id, NormalizedPriceSnapshot.snapshot_date == snapshot_date
+        )
+    )
+    observations = session.scalars(
+        select(CompetitorPriceObservation)
+        .where(
+            CompetitorPriceObservation.tenant_id == tenant_id,
+            CompetitorPriceObservation.observation_date == snapshot_date,
+        )
+        .order_by(CompetitorPriceObservation.listing_id, CompetitorPriceObservation.fetched_at)
+    ).all()
+    latest_ok: dict[int, CompetitorPriceObservation] = {}
+    seen: set[int] = set()
+    for obs in observations:
+        seen.add(obs.listing_id)
+        if obs.status == "ok" and obs.amount is not None and obs.amount > 0 and obs.currency:
+            latest_ok[obs.listing_id] = obs
+    listings = {
+        l.id: l
+        for l in session.scalars(select(CompetitorListing).where(CompetitorListing.id.in_(list(latest_ok)))).all()
+    }
+    project_currency = dict(session.execute(select(Project.id, Project.currency).where(Project.tenant_id == tenant_id)).all())
+    missing_fx: dict[str, int] = defaultdict(int)
+    rates: dict[tuple[str, str], Decimal | None] = {}
+    for listing_id, obs in latest_ok.items():
+        listing = listings[listing_id]
+        target = project_currency[listing.project_id]
+        key = (obs.currency, target)
+        if key not in rates:
+            rates[key] = fx_rate(session, obs.currency, target, snapshot_date)
+        rate = rates[key]
+        if rate is None:
+            missing_fx[f"{obs.currency}->{target}"] += 1
+        session.add(
+            NormalizedPriceSnapshot(
+                tenant_id=tenant_id,
+                project_id=listing.project_id,
+                listing_id=listing_id,
+                competitor_id=listing.competitor_id,
+                variant_id=listing.variant_id,
+                observation_id=obs.id,
+                snapshot_date=snapshot_date,
+                amount=obs.amount,
+                currency=obs.currency,
+                regular_amount=obs.regular_amount,
+                on_sale=obs.regular_amount is not None and obs.regular_amount > obs.amount,
+                availability=obs.availability,
+                project_currency=target,
+                fx_rate=rate,
+                amount_in_project_currency=convert(obs.amount, rate, target) if rate is not None else None,
+                observed_at=obs.fetched_at,
+            )
+        )
+    session.flush()
+    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx))
+
+
+@dataclass(frozen=True)
+class PositionStats:
+    skus: int
+    by_position: dict[str, int]
+
+
+def replace_market_positions(session: Session, *, tenant_id: int, position_date: date) -> PositionStats:
+    """Market position for every SKU that has competitor listings.
+
+    Out-of-stock offers and prices we cannot convert to our currency are left out: a shopper
+    cannot buy the former and the latter cannot be compared.
+    """
+    session.execute(
+        delete(MarketPosition).where(MarketPosition.tenant_id == tenant_id, MarketPosition.position_date == position_date)
+    )
+    listed_variants = session.execute(
+        select(Variant)
+        .join(CompetitorListing, CompetitorListing.variant_id == Variant.id)
+        .join(Project, Project.id == Variant.project_id)
+        .where(Project.tenant_id == tenant_id, CompetitorListing.active.is_(True))
+        .distinct()
+    ).scalars().all()
+    prices: dict[int, list[CompetitorPrice]] = defaultdict(list)
+    for snap in session.scalars(
+        select(NormalizedPriceSnapshot).where(
+            NormalizedPriceSnapshot.tenant_id == tenant_id,
+            NormalizedPriceSnapshot.snapshot_date == position_date,
+            NormalizedPriceSnapshot.amount_in_project_currency.is_not(None),
+        )
+    ):
+        if snap.availability != "OutOfStock":
+            prices[snap.variant_id].append(CompetitorPrice(snap.competitor_id, snap.amount_in_project_currency))
+    by_position: dict[str, int] = defaultdict(int)
+    now = utcnow()
+    for variant in listed_variants:
+        result = compute_market_position(variant.price, prices.get(variant.id, []))
+        by_position[result.position] += 1
+        session.add(
+            MarketPosition(
+                tenant_id=tenant_id,
+                project_id=variant.project_id,
+                variant_id=variant.id,
+                position_date=position_date,
+                our_price=variant.price,
+                currency=variant.currency,
+                competitor_count=result.competitor_count,
+                lowest_price=result.lowest,
+                highest_price=result.highest,
+                median_price=result.median,
+                spread=result.spread,
+                spread_pct=result.spread_pct,
+                position=result.position,
+                lowest_competitor_id=result.lowest_competitor_id,
+                price_index=result.price_index,
+                computed_at=now,
+            )
+        )
+    session.flush()
+    return PositionStats(len(listed_variants), dict(sorted(by_position.items())))
+
+
+def recent_statuses_by_listing(
+    session: Session, tenant_id: int, up_to: date, depth: int, since: date
+) -> dict[int, list[str]]:
+    """The newest ``depth`` fetch statuses per listing (newest first), across days from ``since``."""
+    rows = session.execute(
+        select(
+            CompetitorPriceObservation.listing_id,
+            CompetitorPriceObservation.status,
+        )
+        .where(
+            CompetitorPriceObservation.tenant_id == tenant_id,
+            CompetitorPriceObservation.observation_date <= up_to,
+            CompetitorPriceObservation.observation_date >= since,
+        )
+        .order_by(CompetitorPriceObservation.listing_id, CompetitorPriceObservation.fetched_at.desc())
+    ).all()
+    result: dict[int, list[str]] = defaultdict(list)
+    for listing_id, status in rows:
+        if len(result[listing_id]) < depth:
+            result[listing_id].append(status)
+    return dict(result)
+
+
+def observation_error_classes(session: Session, tenant_id: int, on: date) -> list[str | None]:
+    return list(
+        session.scalars(
+            select(CompetitorPriceObservation.error_class).where(
+                CompetitorPriceObservation.tenant_id == tenant_id, CompetitorPriceObservation.observation_date == on
+            )
+        ).all()
+    )
+
+
+def count_rows(session: Session, model, tenant_id: int, date_column, on: date) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(model.tenant_id == tenant_id, date_column == on)) or 0

@@ -1,0 +1,78 @@
+"""Shared fixtures: a fresh warehouse per test, on SQLite and on the real Postgres server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from calibr_pipeline.warehouse.engine import get_engine, upgrade_to_head
+
+POSTGRES_ADMIN_URL = os.environ.get("CALIBR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("CALIBR_REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, pool_pre_ping=True)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - environment dependent
+        return str(exc).splitlines()[0]
+
+
+_PG_PROBLEM = _postgres_available()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    if _PG_PROBLEM:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"Postgres is required (CALIBR_REQUIRE_POSTGRES=1) but unreachable: {_PG_PROBLEM}")
+        pytest.skip(f"Postgres unreachable: {_PG_PROBLEM}")
+    return POSTGRES_ADMIN_URL
+
+
+def _fresh_postgres_database(admin_url: str) -> tuple[str, callable]:
+    name = f"calibr_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        get_engine(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request, tmp_path) -> str:
+    """An empty warehouse migrated to head, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+        upgrade_to_head(url)
+        yield url
+        get_engine(url).dispose()
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    url, drop = _fresh_postgres_database(admin_url)
+    upgrade_to_head(url)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def sqlite_warehouse_url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    upgrade_to_head(url)
+    yield url
+    get_engine(url).dispose()
