@@ -1,0 +1,153 @@
+"""Analyst views, created by migration 0002 and copied to ``sql/views/`` (``make sql``).
+
+Portable SQL for SQLite and Postgres. Money columns are exact decimals; on SQLite they are
+stored as text, hence ``CAST(... AS NUMERIC)`` wherever a view does arithmetic or sorting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+VIEWS: dict[str, str] = {
+    "v_market_position": """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    mp.position_date,
+    v.sku,
+    pr.title AS product_title,
+    pr.product_type,
+    pr.vendor,
+    mp.currency,
+    CAST(mp.our_price AS NUMERIC) AS our_price,
+    CAST(v.cost AS NUMERIC) AS cost,
+    mp.competitor_count,
+    CAST(mp.lowest_price AS NUMERIC) AS lowest_price,
+    CAST(mp.median_price AS NUMERIC) AS median_price,
+    CAST(mp.highest_price AS NUMERIC) AS highest_price,
+    CAST(mp.spread AS NUMERIC) AS spread,
+    CAST(mp.spread_pct AS NUMERIC) AS spread_pct,
+    CAST(mp.price_index AS NUMERIC) AS price_index,
+    mp.position,
+    c.name AS lowest_competitor
+FROM market_positions mp
+JOIN tenants t ON t.id = mp.tenant_id
+JOIN projects p ON p.id = mp.project_id
+JOIN variants v ON v.id = mp.variant_id
+JOIN products pr ON pr.id = v.product_id
+LEFT JOIN competitors c ON c.id = mp.lowest_competitor_id
+""",
+    "v_price_spread": """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    s.snapshot_date,
+    v.sku,
+    s.project_currency AS currency,
+    COUNT(*) AS competitor_prices,
+    SUM(CASE WHEN s.on_sale THEN 1 ELSE 0 END) AS on_sale_prices,
+    SUM(CASE WHEN s.availability = 'OutOfStock' THEN 1 ELSE 0 END) AS out_of_stock,
+    MIN(CAST(s.amount_in_project_currency AS NUMERIC)) AS lowest,
+    MAX(CAST(s.amount_in_project_currency AS NUMERIC)) AS highest,
+    MAX(CAST(s.amount_in_project_currency AS NUMERIC)) - MIN(CAST(s.amount_in_project_currency AS NUMERIC)) AS spread,
+    AVG(CAST(s.amount_in_project_currency AS NUMERIC)) AS average,
+    CAST(v.price AS NUMERIC) AS our_price
+FROM normalized_price_snapshots s
+JOIN tenants t ON t.id = s.tenant_id
+JOIN projects p ON p.id = s.project_id
+JOIN variants v ON v.id = s.variant_id
+WHERE s.amount_in_project_currency IS NOT NULL
+GROUP BY t.slug, p.slug, s.snapshot_date, v.sku, s.project_currency, v.price
+""",
+    "v_scrape_health": """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    o.observation_date,
+    c.name AS competitor,
+    c.domain,
+    COUNT(*) AS fetches,
+    SUM(CASE WHEN o.status = 'ok' THEN 1 ELSE 0 END) AS ok,
+    SUM(CASE WHEN o.status <> 'ok' THEN 1 ELSE 0 END) AS failed,
+    CAST(SUM(CASE WHEN o.status <> 'ok' THEN 1 ELSE 0 END) AS NUMERIC) / COUNT(*) AS error_rate,
+    SUM(CASE WHEN o.error_class IN ('dns', 'connection', 'timeout', 'tls') THEN 1 ELSE 0 END) AS transport_errors,
+    SUM(CASE WHEN o.error_class IN ('http_4xx', 'http_5xx', 'rate_limited') THEN 1 ELSE 0 END) AS http_errors,
+    SUM(CASE WHEN o.error_class LIKE 'parse_%' OR o.error_class IN ('currency_unknown', 'malformed_body', 'variant_not_found') THEN 1 ELSE 0 END) AS extraction_errors,
+    SUM(CASE WHEN o.attempts > 1 THEN 1 ELSE 0 END) AS retried,
+    AVG(o.elapsed_ms) AS avg_elapsed_ms,
+    MAX(o.fetched_at) AS last_fetched_at
+FROM competitor_price_observations o
+JOIN tenants t ON t.id = o.tenant_id
+JOIN projects p ON p.id = o.project_id
+JOIN competitor_listings l ON l.id = o.listing_id
+JOIN competitors c ON c.id = l.competitor_id
+GROUP BY t.slug, p.slug, o.observation_date, c.name, c.domain
+""",
+    "v_competitor_observations": """
+SELECT
+    o.id AS observation_id,
+    t.slug AS tenant,
+    p.slug AS project,
+    o.observation_date,
+    o.fetched_at,
+    v.sku,
+    c.name AS competitor,
+    o.url,
+    o.status,
+    o.http_status,
+    o.error_class,
+    o.error_message,
+    CAST(o.amount AS NUMERIC) AS amount,
+    o.currency,
+    CAST(o.regular_amount AS NUMERIC) AS regular_amount,
+    o.availability,
+    o.extraction_source,
+    o.attempts,
+    o.elapsed_ms
+FROM competitor_price_observations o
+JOIN tenants t ON t.id = o.tenant_id
+JOIN projects p ON p.id = o.project_id
+JOIN competitor_listings l ON l.id = o.listing_id
+JOIN competitors c ON c.id = l.competitor_id
+JOIN variants v ON v.id = l.variant_id
+""",
+}
+
+
+def create_statement(name: str) -> str:
+    return f"CREATE VIEW {name} AS{VIEWS[name].rstrip()}"
+
+
+def recreate_views(op) -> None:
+    """Drop and create every view; any migration that changes a table a view reads calls this."""
+    for name in VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+        op.execute(create_statement(name))
+
+
+def drop_views(op) -> None:
+    for name in VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+
+
+def render_sql_file(name: str) -> str:
+    return (
+        f"-- {name}: generated from calibr_pipeline/warehouse/views.py by `make sql`; "
+        "the warehouse gets it from the Alembic migrations.\n"
+        f"{create_statement(name)};\n"
+    )
+
+
+def write_sql_files(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in VIEWS:
+        path = directory / f"{name}.sql"
+        path.write_text(render_sql_file(name), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_sql_files(Path(__file__).resolve().parents[2] / "sql" / "views"):
+        print(path)
