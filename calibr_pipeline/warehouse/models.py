@@ -224,7 +224,9 @@ class NormalizedPriceSnapshot(Base):
     listing_id: Mapped[int] = mapped_column(ForeignKey("competitor_listings.id"))
     competitor_id: Mapped[int] = mapped_column(ForeignKey("competitors.id"))
     variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
-    observation_id: Mapped[int] = mapped_column(ForeignKey("competitor_price_observations.id"))
+    # Re-scraping a day replaces its observations; the snapshots derived from them go too
+    # (the snapshot asset is then stale and rebuilds them).
+    observation_id: Mapped[int] = mapped_column(ForeignKey("competitor_price_observations.id", ondelete="CASCADE"))
     snapshot_date: Mapped[date] = mapped_column(Date)
     amount: Mapped[Decimal] = mapped_column(ExactDecimal)
     currency: Mapped[str] = mapped_column(String(3))

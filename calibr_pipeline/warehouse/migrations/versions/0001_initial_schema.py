@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 22:05:53.890796
+Create Date: 2026-11-23 22:14:04.970223
 """
 from alembic import op
 import sqlalchemy as sa
@@ -281,7 +281,7 @@ def upgrade() -> None:
     sa.Column('observed_at', calibr_pipeline.warehouse.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['competitor_id'], ['competitors.id'], name=op.f('fk_normalized_price_snapshots_competitor_id_competitors')),
     sa.ForeignKeyConstraint(['listing_id'], ['competitor_listings.id'], name=op.f('fk_normalized_price_snapshots_listing_id_competitor_listings')),
-    sa.ForeignKeyConstraint(['observation_id'], ['competitor_price_observations.id'], name=op.f('fk_normalized_price_snapshots_observation_id_competitor_price_observations')),
+    sa.ForeignKeyConstraint(['observation_id'], ['competitor_price_observations.id'], name=op.f('fk_normalized_price_snapshots_observation_id_competitor_price_observations'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_normalized_price_snapshots_project_id_projects')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_normalized_price_snapshots_tenant_id_tenants')),
     sa.ForeignKeyConstraint(['variant_id'], ['variants.id'], name=op.f('fk_normalized_price_snapshots_variant_id_variants')),
