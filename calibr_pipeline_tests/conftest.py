@@ -76,3 +76,48 @@ def sqlite_warehouse_url(tmp_path) -> str:
     upgrade_to_head(url)
     yield url
     get_engine(url).dispose()
+
+
+# --- a small seeded tenant shared by store, sensor and asset tests ----------------------
+
+from datetime import date, datetime, timezone  # noqa: E402
+from decimal import Decimal as D  # noqa: E402
+
+from calibr_pipeline.domain.catalog import CatalogVariant  # noqa: E402
+from calibr_pipeline.warehouse.catalog_store import upsert_catalog  # noqa: E402
+from calibr_pipeline.warehouse.competitor_store import upsert_fx_rate  # noqa: E402
+from calibr_pipeline.warehouse.engine import session_scope  # noqa: E402
+from calibr_pipeline.warehouse.tenancy import get_or_create_project, get_or_create_tenant, upsert_shop  # noqa: E402
+
+DAY = date(2026, 11, 20)
+NOW = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+
+
+def variant(sku, price, product="p1", cost="5.00", currency="USD"):
+    return CatalogVariant(
+        product_external_id=f"gid://shopify/Product/{product}",
+        product_title=f"Product {product}",
+        product_type="Tents",
+        vendor="Acme",
+        tags=("outdoor",),
+        variant_external_id=f"gid://shopify/ProductVariant/{sku}",
+        sku=sku,
+        variant_title="Default",
+        price=D(price),
+        compare_at_price=None,
+        cost=D(cost),
+        currency=currency,
+    )
+
+
+@pytest.fixture
+def seeded(warehouse_url):
+    with session_scope(warehouse_url) as session:
+        tenant = get_or_create_tenant(session, "acme")
+        project = get_or_create_project(session, tenant, "acme-store", currency="USD")
+        shop = upsert_shop(session, project, "main", platform="csv", currency="USD")
+        upsert_catalog(session, shop, [variant("A", "10.00"), variant("B", "20.00"), variant("C", "30.00", product="p2")])
+        upsert_fx_rate(session, date(2026, 11, 1), "EUR", "USD", D("1.10"), "test")
+    return warehouse_url, tenant.id
+
+

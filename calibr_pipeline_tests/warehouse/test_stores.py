@@ -1,4 +1,3 @@
-from datetime import date, datetime, timezone
 from decimal import Decimal as D
 
 import pytest
@@ -14,7 +13,6 @@ from calibr_pipeline.warehouse.competitor_store import (
     replace_market_positions,
     replace_observations,
     replace_snapshots,
-    upsert_fx_rate,
 )
 from calibr_pipeline.warehouse.engine import get_engine, session_scope
 from calibr_pipeline.warehouse.models import (
@@ -30,42 +28,10 @@ from calibr_pipeline.warehouse.outbox import dead_letter, pending_events
 from calibr_pipeline.warehouse.tenancy import (
     InvalidInputError,
     NotFoundError,
-    get_or_create_project,
-    get_or_create_tenant,
-    upsert_shop,
 )
 from calibr_pipeline.warehouse.views import VIEWS
 
-DAY = date(2026, 11, 20)
-NOW = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
-
-
-def variant(sku, price, product="p1", cost="5.00", currency="USD"):
-    return CatalogVariant(
-        product_external_id=f"gid://shopify/Product/{product}",
-        product_title=f"Product {product}",
-        product_type="Tents",
-        vendor="Acme",
-        tags=("outdoor",),
-        variant_external_id=f"gid://shopify/ProductVariant/{sku}",
-        sku=sku,
-        variant_title="Default",
-        price=D(price),
-        compare_at_price=None,
-        cost=D(cost),
-        currency=currency,
-    )
-
-
-@pytest.fixture
-def seeded(warehouse_url):
-    with session_scope(warehouse_url) as session:
-        tenant = get_or_create_tenant(session, "acme")
-        project = get_or_create_project(session, tenant, "acme-store", currency="USD")
-        shop = upsert_shop(session, project, "main", platform="csv", currency="USD")
-        upsert_catalog(session, shop, [variant("A", "10.00"), variant("B", "20.00"), variant("C", "30.00", product="p2")])
-        upsert_fx_rate(session, date(2026, 11, 1), "EUR", "USD", D("1.10"), "test")
-    return warehouse_url, tenant.id
+from calibr_pipeline_tests.conftest import DAY, NOW, variant
 
 
 def test_catalog_upsert_reports_changes_and_is_idempotent(seeded):

@@ -1,6 +1,5 @@
 """Catalog ingestion: each tenant's shops (Shopify Admin API or CSV) -> products and variants."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Competitor monitoring assets: observations -> normalized snapshots -> market position."""
 
-from __future__ import annotations
 
 import dagster as dg
 from sqlalchemy import select

@@ -1,6 +1,5 @@
 """Data checks on competitor monitoring; a failed check also fires the ``alerts`` resource."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 

@@ -1,13 +1,14 @@
 import dagster as dg
 
-from calibr_pipeline.defs.competitors import assets, checks
+from calibr_pipeline.defs.competitors.assets import competitor_price_observations, market_position, normalized_price_snapshots
+from calibr_pipeline.defs.competitors.checks import listing_consecutive_failures, observation_error_rate, snapshot_expectations
 from calibr_pipeline.defs.competitors.jobs import competitor_listing_scrape_job, competitor_monitoring_job
 from calibr_pipeline.defs.competitors.schedules import daily_competitor_monitoring
 from calibr_pipeline.defs.competitors.sensors import competitor_added_sensor, tenant_partitions_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([assets]),
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    assets=[competitor_price_observations, normalized_price_snapshots, market_position],
+    asset_checks=[observation_error_rate, listing_consecutive_failures, snapshot_expectations],
     jobs=[competitor_monitoring_job, competitor_listing_scrape_job],
     schedules=[daily_competitor_monitoring],
     sensors=[tenant_partitions_sensor, competitor_added_sensor],

@@ -1,6 +1,5 @@
 """Daily competitor monitoring for every tenant."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Sensors: new tenants become partitions; ``competitor.added`` outbox events become scrapes."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
