@@ -1,0 +1,233 @@
+"""The demo: sandbox world + seeded tenants + the full pipeline, then the Dagster UI.
+
+``make demo`` runs :func:`run_demo`. The seeding functions are also used by the tests and
+benchmarks, so the demo exercises exactly the code paths an operator would use: shops are
+configured like ``calibr shops add``, listings go through the URL policy and the outbox
+like ``calibr competitors add``, and the pipeline runs as Dagster jobs on the instance the
+UI shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from calibr_pipeline import settings
+from calibr_pipeline.domain.url_policy import validate_competitor_url
+from calibr_pipeline.sandbox.demo_catalog import DEMO_FX_PER_USD
+from calibr_pipeline.sandbox.runner import SandboxWorld, TenantSpec
+from calibr_pipeline.warehouse.competitor_store import add_competitor_listing, upsert_fx_rate
+from calibr_pipeline.warehouse.engine import session_scope, upgrade_to_head
+from calibr_pipeline.warehouse.models import CompetitorListing, OutboxEvent, Project
+from calibr_pipeline.warehouse.outbox import mark_dispatched
+from calibr_pipeline.warehouse.tenancy import get_or_create_project, get_or_create_tenant, upsert_shop
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_TENANTS: tuple[TenantSpec, ...] = (
+    TenantSpec("acme-outdoor", "USD", 60, n_competitors=3),
+    TenantSpec("berlin-living", "EUR", 56, n_competitors=3),
+)
+DEMO_SEED = 7
+FX_SOURCE = "sandbox-reference"
+
+
+def seed_fx_rates(warehouse_url: str, rate_date: dt.date) -> int:
+    """Every cross rate between the sandbox currencies, from its fixed per-USD table."""
+    count = 0
+    with session_scope(warehouse_url) as session:
+        for base, base_per_usd in DEMO_FX_PER_USD.items():
+            for quote, quote_per_usd in DEMO_FX_PER_USD.items():
+                if base != quote:
+                    rate = (quote_per_usd / base_per_usd).quantize(Decimal("0.000001"))
+                    upsert_fx_rate(session, rate_date, base, quote, rate, FX_SOURCE)
+                    count += 1
+    return count
+
+
+def seed_tenant_shops(warehouse_url: str, world: SandboxWorld) -> dict[str, int]:
+    """Tenant, project and Shopify shop per sandbox tenant; returns tenant slug -> id."""
+    ids = {}
+    with session_scope(warehouse_url) as session:
+        for name, handle in world.tenants.items():
+            tenant = get_or_create_tenant(session, name, name.replace("-", " ").title())
+            project = get_or_create_project(session, tenant, name, name=f"{tenant.name} store", currency=handle.currency)
+            upsert_shop(
+                session,
+                project,
+                "main",
+                platform="shopify",
+                admin_endpoint=handle.admin_endpoint,
+                api_version="2025-01",
+                access_token=handle.access_token,
+                rate_limit_preset=handle.admin_shop.preset.name,
+                currency=handle.currency,
+            )
+            ids[name] = tenant.id
+    return ids
+
+
+@dataclass(frozen=True)
+class RegisteredListings:
+    created: int
+    pending_event_ids: list[str]
+
+
+def register_sandbox_listings(
+    warehouse_url: str, world: SandboxWorld, tenant: str, *, leave_pending: int = 0, limit: int | None = None
+) -> RegisteredListings:
+    """Register the tenant's sandbox competitor URLs as listings, as ``calibr competitors add`` does.
+
+    Listings of earlier demo runs (other sandbox ports) are deactivated first. All but
+    ``leave_pending`` outbox events are marked dispatched: the full pipeline run covers
+    those listings, and the rest show the sensor at work.
+    """
+    allowed = world.allowed_hosts
+    listings = world.listings_for(tenant)[:limit]
+    event_ids: list[str] = []
+    with session_scope(warehouse_url) as session:
+        project_id = session.scalar(select(Project.id).where(Project.slug == tenant))
+        session.execute(update(CompetitorListing).where(CompetitorListing.project_id == project_id).values(active=False))
+        for listing in listings:
+            url = validate_competitor_url(listing.url, allowed_hosts=allowed)
+            added = add_competitor_listing(
+                session,
+                project_slug=tenant,
+                sku=listing.our_sku,
+                url=url,
+                competitor_name=listing.competitor_name,
+                currency=listing.expected_currency,
+                actor="demo",
+            )
+            if added.created:
+                event_ids.append(added.event_id)
+            else:
+                session.execute(update(CompetitorListing).where(CompetitorListing.id == added.listing_id).values(active=True))
+        keep = set(event_ids[len(event_ids) - leave_pending :]) if leave_pending else set()
+        for event_id in event_ids:
+            if event_id not in keep:
+                mark_dispatched(session, event_id, run_key="seeded-with-full-run")
+    return RegisteredListings(created=len(event_ids), pending_event_ids=sorted(keep))
+
+
+def _prepare_dagster_home(home: Path) -> Path:
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    template = REPO_ROOT / ("deploy/dagster.postgres.yaml" if os.environ.get("CALIBR_DAGSTER_PG_URL") else "dagster.yaml")
+    shutil.copyfile(template, dagster_home / "dagster.yaml")
+    return dagster_home
+
+
+def _quiet_run_config() -> dict:
+    return {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_job_for_day(defs, instance, job_name: str, tenants: list[str], day: dt.date) -> dict[str, bool]:
+    """Execute a partitioned job on ``instance`` for each tenant's partition of ``day``."""
+    from calibr_pipeline.defs.partitions import TENANT_PARTITIONS, DayTenant
+
+    known = set(instance.get_dynamic_partitions(TENANT_PARTITIONS.name))
+    instance.add_dynamic_partitions(TENANT_PARTITIONS.name, [t for t in tenants if t not in known])
+    job = defs.resolve_job_def(job_name)
+    return {
+        tenant: job.execute_in_process(
+            instance=instance, partition_key=DayTenant(day, tenant).key, run_config=_quiet_run_config(), raise_on_error=False
+        ).success
+        for tenant in tenants
+    }
+
+
+def _summary(warehouse_url: str) -> str:
+    from sqlalchemy import text
+
+    lines = []
+    with session_scope(warehouse_url) as session:
+        for tenant, variants, listings, observations, failed, positions in session.execute(
+            text(
+                """
+                SELECT t.slug,
+                  (SELECT COUNT(*) FROM variants v JOIN projects p ON p.id = v.project_id WHERE p.tenant_id = t.id),
+                  (SELECT COUNT(*) FROM competitor_listings l JOIN projects p ON p.id = l.project_id WHERE p.tenant_id = t.id AND l.active = TRUE),
+                  (SELECT COUNT(*) FROM competitor_price_observations o WHERE o.tenant_id = t.id),
+                  (SELECT COUNT(*) FROM competitor_price_observations o WHERE o.tenant_id = t.id AND o.status <> 'ok'),
+                  (SELECT COUNT(*) FROM market_positions m WHERE m.tenant_id = t.id)
+                FROM tenants t ORDER BY t.slug
+                """
+            )
+        ).all():
+            lines.append(
+                f"  {tenant:<15} {variants:>4} SKUs  {listings:>4} listings  {observations:>4} observations "
+                f"({failed} failed)  {positions:>4} market positions"
+            )
+        pending = session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
+    lines.append(f"  {pending} competitor.added event(s) pending in the outbox for the sensor")
+    return "\n".join(lines)
+
+
+def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> int:
+    import dagster as dg
+
+    home = Path(os.environ.get(settings.HOME_ENV) or REPO_ROOT / ".calibr" / "demo").resolve()
+    if not os.environ.get(settings.WAREHOUSE_URL_ENV):
+        # The embedded demo starts from a clean slate: its sandbox ports change per run.
+        shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ[settings.HOME_ENV] = str(home)
+    os.environ["DAGSTER_HOME"] = str(_prepare_dagster_home(home))
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    warehouse_url = settings.warehouse_url()
+    upgrade_to_head(warehouse_url)
+
+    world = SandboxWorld(DEMO_TENANTS, seed=DEMO_SEED).start()
+    try:
+        os.environ[settings.SANDBOX_ALLOWED_HOSTS_ENV] = ",".join(world.allowed_hosts)
+        today = world.today()
+        print(f"sandbox: Shopify Admin at {world.admin.base_url}, {len(world.allowed_hosts) - 1} competitor storefronts")
+        seed_fx_rates(warehouse_url, today - dt.timedelta(days=30))
+        seed_tenant_shops(warehouse_url, world)
+
+        from calibr_pipeline.definitions import defs
+
+        instance = dg.DagsterInstance.get()
+        tenants = list(world.tenants)
+        # The catalog must be in the warehouse before listings can name our SKUs.
+        catalog_results = run_job_for_day(defs, instance, "catalog_sync", tenants, today)
+        if not all(catalog_results.values()):
+            print(f"catalog sync failed: {catalog_results}; see the runs in the Dagster UI", file=sys.stderr)
+        for index, tenant in enumerate(tenants):
+            registered = register_sandbox_listings(warehouse_url, world, tenant, leave_pending=1 if index == 0 else 0)
+            print(f"{tenant}: {registered.created} competitor listings registered")
+        print(f"running the pipeline for {today} ...")
+        results = run_job_for_day(defs, instance, "competitor_monitoring", tenants, today)
+        print(_summary(warehouse_url))
+        for tenant, ok in results.items():
+            print(f"  competitor_monitoring {tenant} {today}: {'SUCCESS' if ok else 'FAILED (see the run in the UI)'}")
+        if not ui:
+            return 0 if all(results.values()) else 1
+        print(f"\nDagster UI: http://{host}:{port}  (Ctrl-C stops the UI and the sandbox)\n")
+        return _run_dagster_dev(host, port)
+    finally:
+        world.stop()
+
+
+def _run_dagster_dev(host: str, port: int) -> int:
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return 130
