@@ -1,13 +1,24 @@
 """The one Definitions object: every area's definitions plus the resources they share."""
 
+import warnings
+
 import dagster as dg
 
-from calibr_pipeline.defs.catalog.definitions import defs as catalog_defs
-from calibr_pipeline.defs.competitors.definitions import defs as competitor_defs
-from calibr_pipeline.defs.resources import AlertsResource, ScraperResource, ShopifyAdminResource, WarehouseResource
+# Partitioned asset checks are a Dagster preview feature; we rely on them deliberately so
+# a check result belongs to the (date, tenant) partition it judged.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
+
+from calibr_pipeline.defs.catalog.definitions import defs as catalog_defs  # noqa: E402
+from calibr_pipeline.defs.competitors.definitions import defs as competitor_defs  # noqa: E402
+from calibr_pipeline.defs.resources import (  # noqa: E402
+    AlertsResource,
+    ScraperResource,
+    ShopifyAdminResource,
+    WarehouseResource,
+)
 
 
-def build_resources() -> dict:
+def default_resources() -> dict:
     return {
         "warehouse": WarehouseResource(),
         "scraper": ScraperResource(),
@@ -16,4 +27,10 @@ def build_resources() -> dict:
     }
 
 
-defs = dg.Definitions.merge(catalog_defs, competitor_defs, dg.Definitions(resources=build_resources()))
+def build_definitions(**resource_overrides) -> dg.Definitions:
+    """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
+    resources = default_resources() | resource_overrides
+    return dg.Definitions.merge(catalog_defs, competitor_defs, dg.Definitions(resources=resources))
+
+
+defs = build_definitions()
