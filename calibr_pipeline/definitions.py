@@ -8,8 +8,9 @@ import dagster as dg
 # a check result belongs to the (date, tenant) partition it judged.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
-from calibr_pipeline.defs.catalog.definitions import defs as catalog_defs  # noqa: E402
-from calibr_pipeline.defs.competitors.definitions import defs as competitor_defs  # noqa: E402
+# Area modules, not their Definitions objects: Dagster's module loader must find exactly one.
+from calibr_pipeline.defs.catalog import definitions as catalog_area  # noqa: E402
+from calibr_pipeline.defs.competitors import definitions as competitor_area  # noqa: E402
 from calibr_pipeline.defs.resources import (  # noqa: E402
     AlertsResource,
     ScraperResource,
@@ -30,7 +31,7 @@ def default_resources() -> dict:
 def build_definitions(**resource_overrides) -> dg.Definitions:
     """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
     resources = default_resources() | resource_overrides
-    return dg.Definitions.merge(catalog_defs, competitor_defs, dg.Definitions(resources=resources))
+    return dg.Definitions.merge(catalog_area.defs, competitor_area.defs, dg.Definitions(resources=resources))
 
 
 defs = build_definitions()

@@ -6,8 +6,9 @@ decimal strings in major units.
 
 ``/products/<handle>.js``: ``{"id", "title", "price": 1999, "available", "variants": [{"id",
 "sku", "price": 1999, "compare_at_price": 2499 | null, "available": bool}]}`` — prices are
-integers in the currency's minor units (JPY has none, KWD has three), which is why the
-currency must be known before the amount.
+integers in Shopify "cents": the amount x 100 whatever the currency (a 1,999 yen price is
+199900; Liquid's ``money`` filters and the Ajax API share this convention), so the ISO 4217
+minor-unit exponent must not be used here.
 
 Currency: the variant's ``price_currency`` when the payload has one, else ``currency`` (the
 competitor's configured store currency), else CURRENCY_UNKNOWN — neither endpoint is otherwise
@@ -30,7 +31,9 @@ from typing import Any, Literal
 
 from calibr_pipeline.domain.currency import lookup_symbol
 from calibr_pipeline.domain.errors import ErrorClass, ExtractionError, PriceParseError
-from calibr_pipeline.domain.money import from_minor_units
+
+# Shopify's Ajax/.js money values are always hundredths, even for zero-decimal currencies.
+SHOPIFY_CENTS_EXPONENT = 2
 from calibr_pipeline.domain.offer_extraction import (
     ExtractedOffer,
     OfferCandidate,
@@ -96,14 +99,14 @@ def _major_units(value: Any, kind: str, field: str, variant: str) -> Decimal:
 
 
 def _minor_units(value: Any, currency: str, kind: str, field: str, variant: str) -> Decimal:
-    """.js price: an integer number of minor units (cents, or yen for JPY)."""
+    """.js price: an integer number of Shopify cents (amount x 100 for every currency)."""
     if isinstance(value, bool):
         raise _malformed(kind, f"variant {variant} {field} is a boolean")
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int):
         raise _malformed(kind, f"variant {variant} {field} {value!r} is not an integer number of minor units")
-    return from_minor_units(value, currency)
+    return Decimal(value).scaleb(-SHOPIFY_CENTS_EXPONENT)
 
 
 def _variant_candidate(

@@ -207,16 +207,17 @@ def test_js_minor_units_usd():
     assert str(result.amount) == "19.99"
 
 
-def test_js_minor_units_jpy_has_no_decimals():
-    payload = product_js({"id": 11, "sku": "S", "price": 1999, "compare_at_price": None, "available": True})
+def test_js_cents_are_hundredths_even_for_zero_decimal_jpy():
+    # Shopify reports 1,999 yen as 199900 on .js endpoints (and in Liquid), not as 1999.
+    payload = product_js({"id": 11, "sku": "S", "price": 199900, "compare_at_price": None, "available": True})
     result = parse_shopify_product(payload, kind="js", currency="JPY")
-    assert (str(result.amount), result.currency) == ("1999", "JPY")
+    assert (result.amount, result.currency) == (Decimal("1999"), "JPY")
 
 
-def test_js_minor_units_kwd_has_three_decimals():
+def test_js_cents_are_hundredths_for_three_decimal_kwd_too():
     payload = product_js({"id": 11, "price": 12345, "available": True})
     result = parse_shopify_product(payload, kind="js", currency="KWD")
-    assert str(result.amount) == "12.345"
+    assert result.amount == Decimal("123.45")
 
 
 def test_js_sold_out_variant():

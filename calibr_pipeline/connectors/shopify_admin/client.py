@@ -1,0 +1,360 @@
+"""Shopify Admin GraphQL client that pays attention to the cost bucket.
+
+Two layers of patience:
+
+* **cost**: every document is priced with the static calculator before it is sent,
+  and the client sleeps until its mirror of the shop's bucket (:class:`CostBucket`)
+  can pay, so a lone client never gets THROTTLED. If another consumer drained the
+  bucket and Shopify throttles anyway, the client waits for the deficit to restore
+  and tries again.
+* **transport**: 5xx, 429 (honouring ``Retry-After``), timeouts, connection errors
+  and truncated bodies are retried with tenacity (exponential backoff, full jitter,
+  bounded attempts) and end as a :class:`ShopifyAdminError` with an error class.
+
+Mutations are retried too: the ones we send set absolute values (prices), so a retry
+after a lost answer writes the same thing again.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Self
+
+import requests
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from calibr_pipeline.connectors.graphql_schema import (
+    ADMIN_API_VERSION,
+    load_admin_schema,
+)
+from calibr_pipeline.connectors.shopify_admin.bucket import CostBucket, ThrottleStatus
+from calibr_pipeline.connectors.shopify_admin.cost import (
+    SINGLE_QUERY_MAX_COST,
+    requested_query_cost,
+)
+from calibr_pipeline.connectors.shopify_admin.documents import load_document
+from calibr_pipeline.connectors.shopify_admin.errors import ShopifyAdminError
+from calibr_pipeline.domain.errors import ErrorClass
+
+log = logging.getLogger(__name__)
+
+ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+
+
+@dataclass
+class ClientStats:
+    """Counters for metrics and benchmarks; one instance per client, never reset by it."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    throttled: int = 0  # answers that were THROTTLED
+    retries: int = 0  # transport-level retries (5xx, 429, timeouts, connection, malformed)
+    bucket_waits: int = 0  # times the client slept to let the bucket refill
+    bucket_wait_seconds: float = 0.0
+    requested_cost: int = 0  # sum of requestedQueryCost Shopify reported for answered queries
+    actual_cost: int = 0  # sum of actualQueryCost
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's wish in seconds."""
+
+    def __init__(self, error_class: ErrorClass, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def mask_token(token: str) -> str:
+    return f"{token[:6]}…{token[-2:]}" if len(token) > 12 else "***"
+
+
+def admin_graphql_url(endpoint_url: str, api_version: str) -> str:
+    """Accepts the full ``…/graphql.json`` URL or a shop base (``https://x.myshopify.com``)."""
+    url = endpoint_url.rstrip("/")
+    if url.endswith("/graphql.json"):
+        return url
+    return f"{url}/admin/api/{api_version}/graphql.json"
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(source: str) -> DocumentNode:
+    return parse(source)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)  # seconds, possibly fractional ("2.0"); not money
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+    return max(0.0, seconds)
+
+
+class ShopifyAdminClient:
+    def __init__(
+        self,
+        endpoint_url: str,
+        access_token: str,
+        *,
+        api_version: str = ADMIN_API_VERSION,
+        timeout: float | tuple[float, float] = (3.05, 30.0),
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        max_throttle_retries: int = 8,
+        max_query_cost: int = SINGLE_QUERY_MAX_COST,
+        schema: GraphQLSchema | None = None,
+    ):
+        if not access_token:
+            raise ValueError("access_token is required")
+        self.endpoint = admin_graphql_url(endpoint_url, api_version)
+        self.api_version = api_version
+        self._token = access_token
+        self.timeout = timeout
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self.max_attempts = max_attempts
+        self._backoff = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
+        self.max_retry_after = max_retry_after
+        self.max_throttle_retries = max_throttle_retries
+        self.max_query_cost = max_query_cost
+        self._schema = schema
+        self.bucket = CostBucket(clock)
+        self.stats = ClientStats()
+        self._stats_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ShopifyAdminClient(endpoint={self.endpoint!r}, access_token={mask_token(self._token)!r})"
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema(self) -> GraphQLSchema:
+        if self._schema is None:
+            self._schema = load_admin_schema()
+        return self._schema
+
+    # -- public -------------------------------------------------------------------------
+
+    def execute(self, document_name: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``documents/<document_name>.graphql`` (operation of the same name); returns ``data``."""
+        return self.execute_source(load_document(document_name), variables, operation_name=document_name)
+
+    def execute_source(
+        self,
+        source: str,
+        variables: Mapping[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> dict[str, Any]:
+        variables = dict(variables or {})
+        try:
+            document = _parse_cached(source)
+            cost = requested_query_cost(document, variables, operation_name, schema=self.schema)
+        except (GraphQLError, ValueError) as exc:
+            raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
+        if cost > self.max_query_cost:
+            # Shopify would answer MAX_COST_EXCEEDED; saying so before sending saves a round trip.
+            raise ShopifyAdminError(
+                f"{operation_name or 'query'} costs {cost} points, over the single-query limit of "
+                f"{self.max_query_cost}; request smaller pages",
+                error_class=ErrorClass.HTTP_4XX,
+                code="MAX_COST_EXCEEDED",
+            )
+        body = {"query": source, "variables": variables, "operationName": operation_name}
+
+        for _ in range(self.max_throttle_retries + 1):
+            self._wait_for_bucket(cost, operation_name)
+            payload = self._post_with_retries(body)
+            status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
+            if status is not None:
+                self.bucket.observe(status)
+            cost_info = (payload.get("extensions") or {}).get("cost") or {}
+            errors = payload.get("errors")
+            if _is_throttled(errors):
+                with self._stats_lock:
+                    self.stats.throttled += 1
+                log.info("Shopify throttled %s (cost %s); waiting for the bucket", operation_name, cost)
+                if status is None:
+                    # Without a throttleStatus there is nothing to project; wait one
+                    # second, which restores at least 50 points on every plan.
+                    self._sleep(1.0)
+                continue
+            with self._stats_lock:
+                self.stats.requested_cost += int(cost_info.get("requestedQueryCost") or 0)
+                self.stats.actual_cost += int(cost_info.get("actualQueryCost") or 0)
+            if errors:
+                raise _graphql_error(errors, operation_name)
+            data = payload.get("data")
+            if not isinstance(data, dict):
+                raise ShopifyAdminError(
+                    f"Shopify answered {operation_name or 'query'} without data",
+                    error_class=ErrorClass.MALFORMED_BODY,
+                )
+            return data
+        raise ShopifyAdminError(
+            f"{operation_name or 'query'} still THROTTLED after {self.max_throttle_retries + 1} attempts",
+            error_class=ErrorClass.RATE_LIMITED,
+            code="THROTTLED",
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _wait_for_bucket(self, cost: int, operation_name: str | None) -> None:
+        status = self.bucket.status
+        if status is not None and cost > status.maximum_available:
+            raise ShopifyAdminError(
+                f"{operation_name or 'query'} costs {cost} points but the shop's bucket holds at most "
+                f"{status.maximum_available:g}",
+                error_class=ErrorClass.RATE_LIMITED,
+                code="MAX_COST_EXCEEDED",
+            )
+        wait = self.bucket.reserve(cost)
+        if wait > 0:
+            with self._stats_lock:
+                self.stats.bucket_waits += 1
+                self.stats.bucket_wait_seconds += wait
+            log.debug("waiting %.3fs for %d points before %s", wait, cost, operation_name)
+            self._sleep(wait)
+
+    def _retry_wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return exc.retry_after
+        return self._backoff(state)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None and exc.retry_after > self.max_retry_after:
+            return True  # a wait that long belongs to the scheduler, not to a sleeping worker
+        return stop_after_attempt(self.max_attempts)(state)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        with self._stats_lock:
+            self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("retrying Shopify Admin call after %s (attempt %d)", exc, state.attempt_number)
+
+    def _post_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            wait=self._retry_wait,
+            stop=self._stop,
+            sleep=self._sleep,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._post_once, body)
+        except _Transient as exc:
+            raise ShopifyAdminError(
+                f"Shopify Admin API failed ({exc.error_class.value}): {exc.message}",
+                error_class=exc.error_class,
+                status=exc.status,
+                code="THROTTLED" if exc.status == 429 else None,
+            ) from exc
+
+    def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {
+            ACCESS_TOKEN_HEADER: self._token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        with self._stats_lock:
+            self.stats.requests += 1
+        try:
+            response = self.session.post(self.endpoint, data=json.dumps(body), headers=headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise _Transient(ErrorClass.TIMEOUT, f"no answer within {self.timeout}s") from exc
+        except requests.ConnectionError as exc:
+            raise _Transient(ErrorClass.CONNECTION, f"cannot reach {self.endpoint}: {type(exc).__name__}") from exc
+
+        status = response.status_code
+        if status == 429:
+            raise _Transient(
+                ErrorClass.RATE_LIMITED,
+                "HTTP 429 Too Many Requests",
+                status=status,
+                retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise _Transient(ErrorClass.HTTP_5XX, f"HTTP {status}", status=status)
+        if status >= 400:
+            raise ShopifyAdminError(
+                f"Shopify Admin API refused the request (HTTP {status}): {_error_text(response)}",
+                error_class=ErrorClass.HTTP_4XX,
+                status=status,
+            )
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            # A cut-off body is a transport accident as often as not; asking again is cheap.
+            raise _Transient(ErrorClass.MALFORMED_BODY, f"unreadable JSON body ({len(response.content)} bytes)", status=status) from exc
+        if not isinstance(payload, dict):
+            raise _Transient(ErrorClass.MALFORMED_BODY, "JSON body is not an object", status=status)
+        return payload
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200]
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if isinstance(errors, str):
+        return errors
+    if isinstance(errors, list):
+        return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
+    return json.dumps(payload)[:200]
+
+
+def _is_throttled(errors: object) -> bool:
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors
+    )
+
+
+def _graphql_error(errors: object, operation_name: str | None) -> ShopifyAdminError:
+    if isinstance(errors, list):
+        messages = tuple(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
+        codes = [(e.get("extensions") or {}).get("code") for e in errors if isinstance(e, dict)]
+    else:
+        messages, codes = (str(errors),), []
+    code = next((c for c in codes if c), None)
+    return ShopifyAdminError(
+        f"Shopify rejected {operation_name or 'query'}: " + "; ".join(messages),
+        error_class=ErrorClass.HTTP_4XX,
+        code=code,
+        messages=messages,
+    )

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from calibr_pipeline.domain.errors import CalibrError, ErrorClass
+
+
+class ShopifyAdminError(CalibrError):
+    """A Shopify Admin API call that did not produce data.
+
+    ``error_class`` is the transport-level class shared with the rest of the pipeline
+    (GraphQL-level refusals such as invalid fields or MAX_COST_EXCEEDED are client
+    mistakes, hence ``http_4xx``); ``code`` is Shopify's own ``extensions.code`` when
+    there was one, e.g. ``THROTTLED`` or ``MAX_COST_EXCEEDED``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_class: ErrorClass,
+        code: str | None = None,
+        status: int | None = None,
+        messages: tuple[str, ...] = (),
+    ):
+        super().__init__(message)
+        self.message = message
+        self.error_class = error_class
+        self.code = code
+        self.status = status
+        self.messages = messages
+
+    def __repr__(self) -> str:
+        return f"ShopifyAdminError({self.error_class.value!r}, code={self.code!r}, {self.message!r})"

@@ -1,0 +1,740 @@
+"""Loopback Shopify Admin GraphQL API, executed against the real vendored schema.
+
+URL layout (one server, many shops keyed by path prefix)::
+
+    POST http://127.0.0.1:<port>/shops/<shop>/admin/api/2025-01/graphql.json
+         X-Shopify-Access-Token: <token>
+         {"query": ..., "variables": {...}, "operationName": ...}
+
+``shop_url(shop)`` (``http://127.0.0.1:<port>/shops/<shop>``) plays the role of
+``https://<shop>.myshopify.com``: the client appends ``/admin/api/<version>/graphql.json``.
+
+What behaves like Shopify:
+
+* documents are parsed and validated against the 2025-01 schema; invalid ones get a
+  200 with ``errors`` (``Field 'x' doesn't exist on type 'T'``, code ``undefinedField``);
+* a wrong or missing token gets Shopify's 401 body;
+* cost: ``requestedQueryCost`` from the static calculator
+  (:mod:`calibr_pipeline.connectors.shopify_admin.cost`), charged up front; the
+  difference to ``actualQueryCost`` (computed on the returned data) is refunded, so
+  ``currentlyAvailable`` reflects what was really spent. Every answer carries
+  ``extensions.cost``;
+* a per-shop leaky bucket (presets below); when it cannot pay the requested cost the
+  answer is HTTP 200, ``errors: [{"message": "Throttled", "extensions": {"code":
+  "THROTTLED", ...}}]`` and no ``data``; a query over 1,000 points gets
+  ``MAX_COST_EXCEEDED`` and is not charged;
+* connections: ``first``/``last`` ≤ 250, opaque base64 cursors, ``edges``/``nodes``/
+  ``pageInfo``, ``sortKey`` ID/POSITION/TITLE, ``reverse``.
+
+Fields without a resolver answer with an explicit "not implemented by the sandbox"
+error rather than a silent null. Add behaviour (e.g. ``productVariantsBulkUpdate``)
+with :meth:`ShopifyAdminSandbox.register_resolver`; resolvers receive
+``(source, info, **args)`` and find the shop in ``info.context.shop``.
+
+Assumptions (not verified against live Shopify): the wording of the page-size error
+("The first argument must be less than or equal to 250") and that invalid documents
+are not charged (we report a cost of 0).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import itertools
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Self
+
+from graphql import (
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+)
+
+from calibr_pipeline.connectors.graphql_schema import (
+    ADMIN_API_VERSION,
+    load_admin_schema,
+)
+from calibr_pipeline.connectors.shopify_admin.cost import (
+    SINGLE_QUERY_MAX_COST,
+    actual_query_cost,
+    requested_query_cost,
+)
+from calibr_pipeline.domain.catalog import CatalogVariant
+from calibr_pipeline.domain.money import quantize
+from calibr_pipeline.sandbox._http import (
+    SandboxControl,
+    SandboxHTTPServer,
+    SandboxRequest,
+    SandboxResponse,
+)
+from calibr_pipeline.sandbox.demo_catalog import (
+    gid_number,
+    product_gid,
+    slugify,
+    variant_gid,
+)
+
+INVALID_TOKEN_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
+MAX_PAGE_SIZE = 250
+SUPPORTED_VERSIONS = (ADMIN_API_VERSION,)
+_PATH = re.compile(r"^/shops/(?P<shop>[A-Za-z0-9][A-Za-z0-9_.-]*)/admin/api/(?P<version>[^/]+)/graphql\.json$")
+
+
+@dataclass(frozen=True)
+class BucketPreset:
+    """Leaky-bucket size and restore rate of a plan.
+
+    Standard and Plus follow the figures in the project brief (Standard 2,000 points
+    restoring 100/s; Plus 10,000 restoring 1,000/s); Shopify publishes its current
+    per-plan numbers at https://shopify.dev/docs/api/usage/rate-limits and they change
+    from time to time, so tests that care pass their own preset.
+    """
+
+    name: str
+    maximum_available: float
+    restore_rate: float
+
+
+STANDARD = BucketPreset("standard", 2000.0, 100.0)
+ADVANCED = BucketPreset("advanced", 4000.0, 200.0)
+PLUS = BucketPreset("plus", 10000.0, 1000.0)
+PRESETS = {p.name: p for p in (STANDARD, ADVANCED, PLUS)}
+
+
+class LeakyBucket:
+    def __init__(self, maximum: float, restore_rate: float, clock: Callable[[], float] = time.monotonic):
+        self.maximum = float(maximum)
+        self.restore_rate = float(restore_rate)
+        self._clock = clock
+        self._available = float(maximum)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._available = min(self.maximum, self._available + (now - self._at) * self.restore_rate)
+        self._at = now
+
+    def try_take(self, points: int) -> bool:
+        with self._lock:
+            self._refill()
+            if points > self._available:
+                return False
+            self._available -= points
+            return True
+
+    def refund(self, points: int) -> None:
+        with self._lock:
+            self._refill()
+            self._available = min(self.maximum, self._available + points)
+
+    def drain(self, to: float = 0.0) -> None:
+        """Tests: empty the bucket as if another app had spent it."""
+        with self._lock:
+            self._refill()
+            self._available = float(to)
+
+    def throttle_status(self) -> dict[str, float | int]:
+        with self._lock:
+            self._refill()
+            return {
+                "maximumAvailable": self.maximum,
+                # Floored like Shopify's integral figure; rounding up would let a client
+                # believe in points that are not there yet.
+                "currentlyAvailable": math.floor(self._available),
+                "restoreRate": self.restore_rate,
+            }
+
+
+@dataclass
+class ShopStats:
+    requests: int = 0  # POSTs that reached this shop's endpoint
+    unauthorized: int = 0
+    throttled: int = 0
+    max_cost_exceeded: int = 0
+    invalid_documents: int = 0
+    points_spent: int = 0  # sum of actualQueryCost
+
+
+# -- sandbox data model ---------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class SandboxVariant:
+    numeric_id: int
+    sku: str | None
+    title: str
+    price: Decimal
+    compare_at_price: Decimal | None
+    cost: Decimal | None
+    position: int
+    product: SandboxProduct = field(repr=False)
+
+    @property
+    def gid(self) -> str:
+        return variant_gid(self.numeric_id)
+
+
+@dataclass(eq=False)
+class SandboxProduct:
+    numeric_id: int
+    handle: str
+    title: str
+    product_type: str
+    vendor: str
+    tags: list[str]
+    variants: list[SandboxVariant] = field(default_factory=list, repr=False)
+
+    @property
+    def gid(self) -> str:
+        return product_gid(self.numeric_id)
+
+
+class AdminShop:
+    """One shop: catalog, token, bucket and counters."""
+
+    _ids = itertools.count(60_000_000_001)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        access_token: str,
+        currency: str,
+        products: Sequence[SandboxProduct],
+        preset: BucketPreset = STANDARD,
+        max_query_cost: int = SINGLE_QUERY_MAX_COST,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.name = name
+        self.access_token = access_token
+        self.currency = currency
+        self.products = sorted(products, key=lambda p: p.numeric_id)
+        self.preset = preset
+        self.max_query_cost = max_query_cost
+        self.bucket = LeakyBucket(preset.maximum_available, preset.restore_rate, clock)
+        self.stats = ShopStats()
+        self.numeric_id = next(self._ids)
+        # Execution holds this lock, so a future mutation resolver sees a consistent shop.
+        self.lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"AdminShop({self.name!r}, currency={self.currency!r}, products={len(self.products)}, preset={self.preset.name!r})"
+
+    @classmethod
+    def from_catalog(cls, name: str, catalog: Iterable[CatalogVariant], **kw: Any) -> AdminShop:
+        rows = list(catalog)
+        currencies = {r.currency for r in rows}
+        currency = kw.pop("currency", None) or (currencies.pop() if len(currencies) == 1 else "USD")
+        products: dict[str, SandboxProduct] = {}
+        handles: set[str] = set()
+        for row in rows:
+            product = products.get(row.product_external_id)
+            if product is None:
+                handle = base = slugify(row.product_title) or "product"
+                n = 2
+                while handle in handles:
+                    handle, n = f"{base}-{n}", n + 1
+                handles.add(handle)
+                product = SandboxProduct(
+                    numeric_id=gid_number(row.product_external_id),
+                    handle=handle,
+                    title=row.product_title,
+                    product_type=row.product_type,
+                    vendor=row.vendor,
+                    tags=list(row.tags),
+                )
+                products[row.product_external_id] = product
+            product.variants.append(
+                SandboxVariant(
+                    numeric_id=gid_number(row.variant_external_id),
+                    sku=row.sku,
+                    title=row.variant_title,
+                    price=row.price,
+                    compare_at_price=row.compare_at_price,
+                    cost=row.cost,
+                    position=len(product.variants) + 1,
+                    product=product,
+                )
+            )
+        return cls(name, currency=currency, products=list(products.values()), **kw)
+
+    def catalog(self) -> list[CatalogVariant]:
+        """The shop's current state, in the order the connector reads it."""
+        with self.lock:
+            return [
+                CatalogVariant(
+                    product_external_id=p.gid,
+                    product_title=p.title,
+                    product_type=p.product_type,
+                    vendor=p.vendor,
+                    tags=tuple(p.tags),
+                    variant_external_id=v.gid,
+                    sku=v.sku,
+                    variant_title=v.title,
+                    price=v.price,
+                    compare_at_price=v.compare_at_price,
+                    cost=v.cost,
+                    currency=self.currency,
+                )
+                for p in self.products
+                for v in sorted(p.variants, key=lambda v: v.position)
+            ]
+
+    def all_variants(self) -> list[SandboxVariant]:
+        return [v for p in self.products for v in p.variants]
+
+    def find_product(self, gid: str) -> SandboxProduct | None:
+        return next((p for p in self.products if p.gid == gid), None)
+
+    def find_variant(self, gid: str) -> SandboxVariant | None:
+        return next((v for v in self.all_variants() if v.gid == gid), None)
+
+    def money(self, amount: Decimal | None) -> str | None:
+        # Shopify sends Money as a decimal string; never a JSON number.
+        return None if amount is None else str(quantize(amount, self.currency))
+
+
+@dataclass
+class ResolveContext:
+    shop: AdminShop
+    sandbox: ShopifyAdminSandbox
+
+
+Resolver = Callable[..., Any]
+
+
+# -- pagination ---------------------------------------------------------------------------
+
+
+def encode_cursor(item_id: int, value: object) -> str:
+    raw = json.dumps({"last_id": item_id, "last_value": str(value)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return int(json.loads(base64.urlsafe_b64decode(padded.encode()))["last_id"])
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise GraphQLError("Invalid cursor for current pagination sort.") from exc
+
+
+_SORTERS: dict[str, Callable[[Any], Any]] = {
+    "ID": lambda item: item.numeric_id,
+    "POSITION": lambda item: (getattr(item, "position", 0), item.numeric_id),
+    "TITLE": lambda item: (item.title, item.numeric_id),
+}
+
+
+def paginate(
+    items: Sequence[Any],
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+    sortKey: str | None = None,
+    query: str | None = None,
+    **_ignored: Any,
+) -> dict[str, Any]:
+    if query:
+        raise GraphQLError("The sandbox does not implement the `query` search argument.")
+    if first is None and last is None:
+        raise GraphQLError("you must provide one of first or last")
+    if first is not None and last is not None:
+        raise GraphQLError("providing both first and last is not supported")
+    for arg, size in (("first", first), ("last", last)):
+        if size is not None and size > MAX_PAGE_SIZE:
+            raise GraphQLError(f"The {arg} argument must be less than or equal to {MAX_PAGE_SIZE}")
+        if size is not None and size < 0:
+            raise GraphQLError(f"The {arg} argument must be greater than or equal to 0")
+    sort_key = sortKey or "ID"
+    if sort_key not in _SORTERS:
+        raise GraphQLError(f"The sandbox does not implement sortKey {sort_key}.")
+    ordered = sorted(items, key=_SORTERS[sort_key], reverse=bool(reverse))
+    ids = [item.numeric_id for item in ordered]
+    start, stop = 0, len(ordered)
+    if after is not None:
+        after_id = decode_cursor(after)
+        start = ids.index(after_id) + 1 if after_id in ids else _missing_cursor()
+    if before is not None:
+        before_id = decode_cursor(before)
+        stop = ids.index(before_id) if before_id in ids else _missing_cursor()
+    window = ordered[start:stop]
+    if first is not None:
+        page = window[:first]
+        has_next, has_previous = len(window) > first, start > 0
+    else:
+        page = window[max(0, len(window) - (last or 0)):]
+        has_next, has_previous = stop < len(ordered), len(window) > len(page)
+    sort_value = _SORTERS[sort_key]
+    edges = [{"cursor": encode_cursor(item.numeric_id, sort_value(item)), "node": item} for item in page]
+    return {
+        "edges": edges,
+        "nodes": page,
+        "pageInfo": {
+            "hasNextPage": has_next,
+            "hasPreviousPage": has_previous,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def _missing_cursor() -> int:
+    # The item behind the cursor was deleted; Shopify still pages on from its sort value,
+    # the sandbox (whose data is static per test) treats it as a client error.
+    raise GraphQLError("Invalid cursor for current pagination sort.")
+
+
+# -- resolvers ----------------------------------------------------------------------------
+
+
+def _shop(info: GraphQLResolveInfo) -> AdminShop:
+    return info.context.shop
+
+
+def _default_resolvers() -> dict[tuple[str, str], Resolver]:
+    r: dict[tuple[str, str], Resolver] = {}
+
+    # QueryRoot
+    r["QueryRoot", "shop"] = lambda _src, info: _shop(info)
+    r["QueryRoot", "products"] = lambda _src, info, **args: paginate(_shop(info).products, **args)
+    r["QueryRoot", "productVariants"] = lambda _src, info, **args: paginate(_shop(info).all_variants(), **args)
+    r["QueryRoot", "product"] = lambda _src, info, id: _shop(info).find_product(id)
+    r["QueryRoot", "productVariant"] = lambda _src, info, id: _shop(info).find_variant(id)
+
+    # Shop
+    r["Shop", "id"] = lambda shop, _info: f"gid://shopify/Shop/{shop.numeric_id}"
+    r["Shop", "name"] = lambda shop, _info: shop.name
+    r["Shop", "currencyCode"] = lambda shop, _info: shop.currency
+    r["Shop", "myshopifyDomain"] = lambda shop, _info: f"{shop.name}.myshopify.com"
+
+    # Product
+    r["Product", "id"] = lambda p, _info: p.gid
+    r["Product", "legacyResourceId"] = lambda p, _info: str(p.numeric_id)
+    r["Product", "handle"] = lambda p, _info: p.handle
+    r["Product", "title"] = lambda p, _info: p.title
+    r["Product", "productType"] = lambda p, _info: p.product_type
+    r["Product", "vendor"] = lambda p, _info: p.vendor
+    r["Product", "tags"] = lambda p, _info: list(p.tags)
+    r["Product", "status"] = lambda p, _info: "ACTIVE"
+    r["Product", "variants"] = lambda p, _info, **args: paginate(p.variants, **{"sortKey": "POSITION", **args})
+    r["Product", "variantsCount"] = lambda p, _info: {"count": len(p.variants), "precision": "EXACT"}
+
+    # ProductVariant
+    r["ProductVariant", "id"] = lambda v, _info: v.gid
+    r["ProductVariant", "legacyResourceId"] = lambda v, _info: str(v.numeric_id)
+    r["ProductVariant", "sku"] = lambda v, _info: v.sku
+    r["ProductVariant", "title"] = lambda v, _info: v.title
+    r["ProductVariant", "displayName"] = lambda v, _info: f"{v.product.title} - {v.title}"
+    r["ProductVariant", "position"] = lambda v, _info: v.position
+    r["ProductVariant", "price"] = lambda v, info: _shop(info).money(v.price)
+    r["ProductVariant", "compareAtPrice"] = lambda v, info: _shop(info).money(v.compare_at_price)
+    r["ProductVariant", "product"] = lambda v, _info: v.product
+    r["ProductVariant", "inventoryItem"] = lambda v, _info: _InventoryItem(v)
+
+    # InventoryItem (a thin view over the variant: the sandbox has no inventory)
+    r["InventoryItem", "id"] = lambda item, _info: f"gid://shopify/InventoryItem/{item.variant.numeric_id + 1_000_000}"
+    r["InventoryItem", "sku"] = lambda item, _info: item.variant.sku
+    r["InventoryItem", "unitCost"] = lambda item, info: (
+        None
+        if item.variant.cost is None
+        else {"amount": _shop(info).money(item.variant.cost), "currencyCode": _shop(info).currency}
+    )
+    return r
+
+
+@dataclass(frozen=True)
+class _InventoryItem:
+    variant: SandboxVariant
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+class ShopifyAdminSandbox:
+    """The Admin API app plus its HTTP server; ``with ShopifyAdminSandbox() as admin:``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        control: SandboxControl | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        schema: GraphQLSchema | None = None,
+    ):
+        self._schema = schema
+        self._clock = clock
+        self._shops: dict[str, AdminShop] = {}
+        self._resolvers = _default_resolvers()
+        self._documents: dict[str, Any] = {}
+        self._documents_lock = threading.Lock()
+        self.server = SandboxHTTPServer(self, name="shopify-admin", host=host, port=port, control=control)
+
+    # -- setup ----------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> GraphQLSchema:
+        if self._schema is None:
+            self._schema = load_admin_schema()
+        return self._schema
+
+    def add_shop(
+        self,
+        name: str,
+        catalog: Iterable[CatalogVariant],
+        *,
+        access_token: str | None = None,
+        preset: BucketPreset | str = STANDARD,
+        currency: str | None = None,
+        max_query_cost: int = SINGLE_QUERY_MAX_COST,
+        seed: int = 0,
+    ) -> AdminShop:
+        if name in self._shops:
+            raise ValueError(f"shop {name!r} already exists")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"shop name {name!r} must be URL-safe")
+        if isinstance(preset, str):
+            preset = PRESETS[preset]
+        token = access_token or demo_access_token(name, seed)
+        shop = AdminShop.from_catalog(
+            name, catalog, access_token=token, preset=preset, currency=currency, max_query_cost=max_query_cost, clock=self._clock
+        )
+        self._shops[name] = shop
+        return shop
+
+    def shop(self, name: str) -> AdminShop:
+        return self._shops[name]
+
+    @property
+    def shops(self) -> dict[str, AdminShop]:
+        return dict(self._shops)
+
+    def register_resolver(self, type_name: str, field_name: str, resolver: Resolver) -> None:
+        """Attach behaviour to a schema field, e.g. ``("Mutation", "productVariantsBulkUpdate")``."""
+        type_ = self.schema.get_type(type_name)
+        if type_ is None or field_name not in getattr(type_, "fields", {}):
+            raise ValueError(f"{type_name}.{field_name} is not in the Admin API schema")
+        self._resolvers[type_name, field_name] = resolver
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        _ = self.schema  # build before the first request so it does not time out a client
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def shop_url(self, name: str) -> str:
+        return f"{self.base_url}/shops/{name}"
+
+    def endpoint(self, name: str, api_version: str = ADMIN_API_VERSION) -> str:
+        return f"{self.shop_url(name)}/admin/api/{api_version}/graphql.json"
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def shop_for(self, request: SandboxRequest) -> str | None:
+        match = _PATH.match(request.path)
+        return match["shop"] if match else None
+
+    def handle(self, request: SandboxRequest) -> SandboxResponse:
+        match = _PATH.match(request.path)
+        shop = self._shops.get(match["shop"]) if match else None
+        if shop is None or match["version"] not in SUPPORTED_VERSIONS:
+            return SandboxResponse.json({"errors": "Not Found"}, status=404)
+        headers = {"X-Shopify-API-Version": match["version"], "X-Request-Id": str(uuid.uuid4())}
+        if request.method != "POST":
+            return SandboxResponse.json({"errors": "Method Not Allowed"}, status=405, headers=headers)
+        with shop.lock:
+            shop.stats.requests += 1
+        token = request.headers.get("x-shopify-access-token", "")
+        if not _same_token(token, shop.access_token):
+            with shop.lock:
+                shop.stats.unauthorized += 1
+            return SandboxResponse.json({"errors": INVALID_TOKEN_MESSAGE}, status=401, headers=headers)
+        body = _read_body(request)
+        if body is None:
+            return SandboxResponse.json({"errors": {"query": "Required parameter missing or invalid"}}, status=400, headers=headers)
+        payload = self.run(shop, body["query"], body.get("variables") or {}, body.get("operationName"))
+        return SandboxResponse.json(payload, headers=headers)
+
+    # -- GraphQL --------------------------------------------------------------------------
+
+    def run(self, shop: AdminShop, source: str, variables: dict[str, Any], operation_name: str | None) -> dict[str, Any]:
+        """Execute one document for one shop and return the JSON body Shopify would send."""
+        document, errors = self._document(source)
+        if errors:
+            with shop.lock:
+                shop.stats.invalid_documents += 1
+            return {"errors": errors, "extensions": {"cost": _cost(0, 0, shop)}}
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            message = (
+                f"No operation named \"{operation_name}\"" if operation_name else "An operation name is required"
+            )
+            return {"errors": [{"message": message}], "extensions": {"cost": _cost(0, 0, shop)}}
+        try:
+            requested = requested_query_cost(document, variables, operation_name, schema=self.schema)
+        except ValueError as exc:
+            return {"errors": [{"message": str(exc)}], "extensions": {"cost": _cost(0, 0, shop)}}
+
+        if requested > shop.max_query_cost:
+            with shop.lock:
+                shop.stats.max_cost_exceeded += 1
+            return {
+                "errors": [
+                    {
+                        "message": _max_cost_message(requested, shop.max_query_cost),
+                        "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": shop.max_query_cost},
+                    }
+                ],
+                "extensions": {"cost": _cost(requested, None, shop)},
+            }
+        if not shop.bucket.try_take(requested):
+            with shop.lock:
+                shop.stats.throttled += 1
+            return {
+                "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC}}],
+                "extensions": {"cost": _cost(requested, None, shop)},
+            }
+
+        with shop.lock:
+            result = execute(
+                self.schema,
+                document,
+                context_value=ResolveContext(shop=shop, sandbox=self),
+                variable_values=variables,
+                operation_name=operation_name,
+                field_resolver=self._resolve,
+            )
+        actual = min(requested, actual_query_cost(document, result.data, variables, operation_name, schema=self.schema))
+        shop.bucket.refund(requested - actual)
+        with shop.lock:
+            shop.stats.points_spent += actual
+        payload: dict[str, Any] = {}
+        if result.errors:
+            payload["errors"] = [err.formatted for err in result.errors]
+        if result.data is not None or not result.errors:
+            payload["data"] = result.data
+        payload["extensions"] = {"cost": _cost(requested, actual, shop)}
+        return payload
+
+    def _document(self, source: str) -> tuple[Any, list[dict[str, Any]]]:
+        with self._documents_lock:
+            cached = self._documents.get(source)
+        if cached is not None:
+            return cached, []
+        try:
+            document = parse(source)
+        except GraphQLError as exc:
+            return None, [_shopify_error(exc, "parseError")]
+        errors = validate(self.schema, document)
+        if errors:
+            return None, [_shopify_error(err) for err in errors]
+        with self._documents_lock:
+            if len(self._documents) > 256:
+                self._documents.clear()
+            self._documents[source] = document
+        return document, []
+
+    def _resolve(self, source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        resolver = self._resolvers.get((info.parent_type.name, info.field_name))
+        if resolver is not None:
+            return resolver(source, info, **args)
+        if isinstance(source, dict):
+            return source.get(info.field_name)
+        raise GraphQLError(f"The sandbox does not implement {info.parent_type.name}.{info.field_name}.")
+
+    # -- in-process helpers for tests -----------------------------------------------------
+
+    def execute_for_test(self, shop: str, source: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a document without HTTP (bucket and counters still apply)."""
+        return self.run(self._shops[shop], source, variables or {}, None)
+
+
+def demo_access_token(shop: str, seed: int = 0) -> str:
+    # shpat_ is the prefix of real Admin API access tokens; secret scanners know it.
+    return "shpat_" + hashlib.sha256(f"calibr-sandbox:{seed}:{shop}".encode()).hexdigest()[:32]
+
+
+def _same_token(given: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _read_body(request: SandboxRequest) -> dict[str, Any] | None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/graphql"):
+        return {"query": request.body.decode("utf-8", "replace")}
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        return None
+    if body.get("variables") is not None and not isinstance(body["variables"], dict):
+        return None
+    return body
+
+
+def _cost(requested: int, actual: int | None, shop: AdminShop) -> dict[str, Any]:
+    return {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": shop.bucket.throttle_status()}
+
+
+_UNDEFINED_FIELD = re.compile(r"^Cannot query field '(?P<field>[^']+)' on type '(?P<type>[^']+)'\.")
+
+
+def _shopify_error(error: GraphQLError, default_code: str | None = None) -> dict[str, Any]:
+    formatted: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    match = _UNDEFINED_FIELD.match(error.message)
+    if match:
+        # Shopify's (graphql-ruby's) wording, so error handling written against the
+        # sandbox recognises the real thing.
+        formatted["message"] = f"Field '{match['field']}' doesn't exist on type '{match['type']}'"
+        formatted["extensions"] = {"code": "undefinedField", "typeName": match["type"], "fieldName": match["field"]}
+    elif default_code:
+        formatted["extensions"] = {"code": default_code}
+    return formatted
+
+
+def _max_cost_message(cost: int, limit: int) -> str:
+    return (
+        f"Query cost is {cost}, which exceeds the single query max cost limit ({limit}).\n\n"
+        "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
+        "cost of a query is calculated.\n\n"
+        "To query larger amounts of data with fewer limits, bulk operations should be used instead.\n"
+        "See https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n"
+    )
