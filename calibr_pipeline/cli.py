@@ -10,7 +10,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +34,20 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _currency(value: str, what: str) -> str:
+    """An ISO 4217 code (any case) or a user error naming the option."""
+    from calibr_pipeline.domain.currency import normalize_code
+
+    code = normalize_code(value)
+    if code is None:
+        raise CalibrError(f"{what} {value!r} is not an ISO 4217 currency code such as USD or EUR")
+    return code
+
+
+def _debug_enabled() -> bool:
+    return os.environ.get("CALIBR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 # --- diagnostics -----------------------------------------------------------------------
 
 
@@ -47,11 +63,19 @@ def cmd_extract_offer(args) -> int:
     from calibr_pipeline.domain.offer_extraction import extract_offer
 
     source = args.source
+    if args.currency_hint:
+        args.currency_hint = _currency(args.currency_hint, "--currency-hint")
     if source.startswith(("http://", "https://")):
         from calibr_pipeline.connectors.storefront import ListingTarget, StorefrontScraper
+        from calibr_pipeline.domain.backoff import RetryPolicy
         from calibr_pipeline.warehouse.competitor_store import guess_page_kind
 
-        scraper = StorefrontScraper(allowed_hosts=settings.sandbox_allowed_hosts())
+        retry_policy = RetryPolicy()
+        if args.max_attempts is not None:
+            retry_policy = replace(retry_policy, max_attempts=args.max_attempts)
+        if args.retry_base_seconds is not None:
+            retry_policy = replace(retry_policy, base_seconds=args.retry_base_seconds)
+        scraper = StorefrontScraper(allowed_hosts=settings.sandbox_allowed_hosts(), retry_policy=retry_policy)
         kind = args.kind if args.kind != "auto" else guess_page_kind(source)
         outcome = scraper.scrape(
             ListingTarget(listing_id=0, url=source, kind=kind, variant_hint=args.variant, currency_hint=args.currency_hint)
@@ -97,9 +121,10 @@ def cmd_projects_add(args) -> int:
     from calibr_pipeline.warehouse.engine import session_scope
     from calibr_pipeline.warehouse.tenancy import get_or_create_project, tenant_by_slug
 
+    currency = _currency(args.currency, "--currency")
     with session_scope(_warehouse_url(args)) as session:
         tenant = tenant_by_slug(session, args.tenant)
-        project = get_or_create_project(session, tenant, args.slug, name=args.name, currency=args.currency.upper())
+        project = get_or_create_project(session, tenant, args.slug, name=args.name, currency=currency)
         print(f"project {project.slug} (id {project.id}, tenant {tenant.slug}, {project.currency})")
     return 0
 
@@ -108,6 +133,7 @@ def cmd_shops_add(args) -> int:
     from calibr_pipeline.warehouse.engine import session_scope
     from calibr_pipeline.warehouse.tenancy import project_by_slug, upsert_shop
 
+    currency = _currency(args.currency, "--currency")
     if args.platform == "shopify":
         if not args.endpoint:
             raise CalibrError("--endpoint is required for a Shopify shop (https://SHOP.myshopify.com/admin/api/2025-01/graphql.json)")
@@ -121,17 +147,24 @@ def cmd_shops_add(args) -> int:
         fields = dict(platform="csv", catalog_csv_path=str(Path(args.csv).resolve()))
     with session_scope(_warehouse_url(args)) as session:
         project = project_by_slug(session, args.project)
-        shop = upsert_shop(session, project, args.name, currency=args.currency.upper(), **fields)
+        shop = upsert_shop(session, project, args.name, currency=currency, **fields)
         print(f"shop {shop.name} (id {shop.id}, {shop.platform}) in project {project.slug}")
     return 0
 
 
 def cmd_competitors_add(args) -> int:
-    from calibr_pipeline.domain.url_policy import validate_competitor_url
+    from calibr_pipeline.domain.errors import ErrorClass
+    from calibr_pipeline.domain.url_policy import UrlPolicyError, validate_competitor_url
     from calibr_pipeline.warehouse.competitor_store import add_competitor_listing
     from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.models import CompetitorListing
 
     url = validate_competitor_url(args.url, allowed_hosts=settings.sandbox_allowed_hosts())
+    max_length = CompetitorListing.url.type.length
+    if len(url) > max_length:
+        # The URL policy allows a little more than the column holds (Postgres would refuse it).
+        raise UrlPolicyError(ErrorClass.INVALID_URL, f"The competitor URL is longer than {max_length} characters.")
+    currency = _currency(args.currency, "--currency") if args.currency else None
     with session_scope(_warehouse_url(args)) as session:
         added = add_competitor_listing(
             session,
@@ -139,7 +172,7 @@ def cmd_competitors_add(args) -> int:
             sku=args.sku,
             url=url,
             competitor_name=args.name,
-            currency=args.currency.upper() if args.currency else None,
+            currency=currency,
             page_kind=args.kind,
             match_type=args.match,
             variant_hint=args.variant,
@@ -184,10 +217,21 @@ def cmd_fx_set(args) -> int:
         raise CalibrError(str(exc)) from exc
     if rate <= 0:
         raise CalibrError(f"rate must be positive, got {args.rate}")
+    # The warehouse stores rates as NUMERIC(20, 6): refuse what it would reject or round to zero.
+    if rate >= _MAX_FX_RATE or rate < _MIN_FX_RATE:
+        raise CalibrError(f"rate must be between {_MIN_FX_RATE} and {_MAX_FX_RATE - _MIN_FX_RATE}, got {args.rate}")
+    base = _currency(args.base, "base currency")
+    quote = _currency(args.quote, "quote currency")
+    if base == quote:
+        raise CalibrError(f"base and quote currency are both {base}")
     with session_scope(_warehouse_url(args)) as session:
-        upsert_fx_rate(session, args.date, args.base.upper(), args.quote.upper(), rate, source=args.source)
-    print(f"1 {args.base.upper()} = {rate} {args.quote.upper()} from {args.date}")
+        upsert_fx_rate(session, args.date, base, quote, rate, source=args.source)
+    print(f"1 {base} = {rate} {quote} from {args.date}")
     return 0
+
+
+_MAX_FX_RATE = Decimal(10) ** 14
+_MIN_FX_RATE = Decimal("0.000001")
 
 
 def cmd_sandbox(args) -> int:
@@ -209,6 +253,26 @@ def _iso_date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number >= 1: {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (0 <= number < float("inf")):
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="calibr", description="Calibrate pricing pipeline administration")
     parser.add_argument("--warehouse-url", help=f"SQLAlchemy URL (default: ${settings.WAREHOUSE_URL_ENV} or embedded SQLite)")
@@ -226,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="variant id or SKU to pick among several offers")
     p.add_argument("--currency-hint", help="currency when the page does not declare one")
     p.add_argument("--kind", choices=["auto", "shopify", "html"], default="auto", help="for URLs: Shopify .js endpoint or HTML")
+    p.add_argument("--max-attempts", type=_positive_int, help="for URLs: attempts per request on transient errors (default 3)")
+    p.add_argument("--retry-base-seconds", type=_non_negative_float, help="for URLs: first backoff delay in seconds (default 2)")
     p.set_defaults(func=cmd_extract_offer)
 
     db = sub.add_parser("db", help="warehouse schema").add_subparsers(dest="db_command", required=True)
@@ -297,19 +363,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: return the code instead of exiting
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:
         return args.func(args)
     except CalibrError as exc:
-        print(f"calibr: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        message = getattr(exc, "message", None) or str(exc)
+        error_class = getattr(exc, "error_class", None)
+        if error_class is not None:
+            message = f"{getattr(error_class, 'value', error_class)}: {message}"
+        message = " ".join(message.split())  # one line, whatever the message contains
+        print(f"calibr: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI is a user interface: no traceback unless asked for
-        if os.environ.get("CALIBR_DEBUG"):
+        if _debug_enabled():
             raise
-        print(f"calibr: unexpected error: {type(exc).__name__}: {exc} (set CALIBR_DEBUG=1 for details)", file=sys.stderr)
+        print(f"calibr: unexpected error: {_describe_unexpected(exc)} (set CALIBR_DEBUG=1 for details)", file=sys.stderr)
         return 1
+
+
+def _describe_unexpected(exc: BaseException) -> str:
+    """One line about an unexpected error, without SQL parameters (they may hold secrets)."""
+    from sqlalchemy.exc import StatementError
+
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        # str(StatementError) appends "[SQL: ...] [parameters: ...]": a shop insert would
+        # print its access token. The driver's own error says what went wrong.
+        exc = exc.orig
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ import idna
 
 from calibr_pipeline.domain.errors import CalibrError, ErrorClass
 
-MAX_URL_LENGTH = 2048
+# Matches competitor_listings.url (String(2000)), so a URL the policy accepts can be stored.
+MAX_URL_LENGTH = 2000
 
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -11,6 +11,10 @@ from sqlalchemy.types import TypeDecorator
 from calibr_pipeline.domain.money import to_decimal
 
 
+SCALE = 6
+_QUANTUM = Decimal(1).scaleb(-SCALE)
+
+
 class ExactDecimal(TypeDecorator):
     """NUMERIC(20, 6) on Postgres; a canonical decimal string on SQLite.
 
@@ -30,6 +34,9 @@ class ExactDecimal(TypeDecorator):
         if value is None:
             return None
         amount = to_decimal(value)
+        if amount.as_tuple().exponent < -SCALE and amount != amount.quantize(_QUANTUM):
+            # Postgres would round silently and SQLite would not: refuse on both instead.
+            raise ValueError(f"{amount} has more than {SCALE} decimal places")
         if dialect.name == "sqlite":
             # normalize() would turn 100 into 1E+2; format keeps a plain positional string.
             return format(amount, "f")
