@@ -65,14 +65,22 @@ def alembic_config(url: str):
 
 
 def upgrade_to_head(url: str) -> None:
-    """Apply every Alembic migration not yet applied (a no-op when at head)."""
+    """Apply every Alembic migration not yet applied, then (re)create the analyst views.
+
+    Views are derived objects, so they are "repeatable": recreated from
+    ``warehouse/views.py`` on every upgrade rather than frozen into one migration, and a
+    changed view never needs a migration of its own.
+    """
     from alembic import command
+
+    from calibr_pipeline.warehouse.views import recreate_views
 
     with _migrate_lock:
         config = alembic_config(url)
         with get_engine(url).begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            recreate_views(connection)
 
 
 def current_revision(url: str) -> str | None:

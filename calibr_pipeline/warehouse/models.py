@@ -126,6 +126,8 @@ class Variant(Base):
     price: Mapped[Decimal] = mapped_column(ExactDecimal)
     compare_at_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     cost: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    # Minimum advertised price agreed with the brand; rules never price below it.
+    map_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     currency: Mapped[str] = mapped_column(String(3))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -337,3 +339,177 @@ class AlertDelivery(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- pricing automation -----------------------------------------------------------------
+
+
+class PricingRule(Base):
+    """A merchant's pricing rule; ``definition`` is the validated JSON form (domain.rules)."""
+
+    __tablename__ = "pricing_rules"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+class RuleRun(Base):
+    """One execution of a rule (or a revert/retry of an earlier run); a Dagster dynamic partition.
+
+    ``state`` follows domain.state_machine: QUEUED -> APPLYING -> APPLIED | PARTIAL | FAILED.
+    """
+
+    __tablename__ = "rule_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("pricing_rules.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # apply | revert | reconcile_retry
+    source_run_id: Mapped[str | None] = mapped_column(ForeignKey("rule_runs.id"))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    rule_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_metadata: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+
+
+class RuleTarget(Base):
+    """A proposed price for one variant in a run, with its explain trace.
+
+    Only ``action = 'write'`` targets move through the target state machine; ``skip``
+    targets (unchanged, kept for lack of data, blocked by guardrails) are kept for the
+    explain trace and have no state.
+    """
+
+    __tablename__ = "rule_targets"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("rule_runs.id"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    sku: Mapped[str] = mapped_column(String(200))
+    product_external_id: Mapped[str] = mapped_column(String(200))
+    variant_external_id: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    from_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    to_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    action: Mapped[str] = mapped_column(String(8))  # write | skip
+    proposal_status: Mapped[str] = mapped_column(String(16))  # change | unchanged | kept | blocked
+    reason: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    explain: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "variant_id"),
+        Index("ix_rule_targets_run_state", "run_id", "state"),
+    )
+
+
+class PriceAudit(Base):
+    """Every effective price write, exactly once (unique idempotency key), with who and why."""
+
+    __tablename__ = "price_audit"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("rule_runs.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("rule_targets.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    sku: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(64))  # price.applied | price.reverted
+    actor: Mapped[str] = mapped_column(String(200))
+    from_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    to_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class DeadLetter(Base):
+    """A target that failed for good: what went wrong, how often, and whether it was resolved."""
+
+    __tablename__ = "price_write_dlq"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("rule_runs.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("rule_targets.id"), unique=True)
+    error_type: Mapped[str] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReconciliationMismatch(Base):
+    """A variant whose shop price is not the one we applied, found by reconciliation."""
+
+    __tablename__ = "reconciliation_mismatches"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("rule_runs.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("rule_targets.id"))
+    sku: Mapped[str] = mapped_column(String(200))
+    expected_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    actual_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    difference: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    retry_run_id: Mapped[str | None] = mapped_column(String(36))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleRunMetrics(Base):
+    """Per-run figures kept for monitoring (one row per run, replaced when the run changes)."""
+
+    __tablename__ = "rule_run_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("rule_runs.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    targets_total: Mapped[int] = mapped_column(Integer)
+    targets_write: Mapped[int] = mapped_column(Integer)
+    targets_pending: Mapped[int] = mapped_column(Integer)
+    targets_applying: Mapped[int] = mapped_column(Integer)
+    targets_applied: Mapped[int] = mapped_column(Integer)
+    targets_failed: Mapped[int] = mapped_column(Integer)
+    success_rate: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    duration_seconds: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    dlq_size: Mapped[int] = mapped_column(Integer)
+    throttled_count: Mapped[int] = mapped_column(Integer)
+    retry_count: Mapped[int] = mapped_column(Integer)
+    write_requests: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WarehouseMeta(Base):
+    """Small key/value facts about the warehouse itself (e.g. the hash of the installed views)."""
+
+    __tablename__ = "warehouse_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""Analyst views, created by migration 0002 and copied to ``sql/views/`` (``make sql``).
+"""Analyst views, recreated on every upgrade (engine.upgrade_to_head) and copied to ``sql/views/`` (``make sql``).
 
 Portable SQL for SQLite and Postgres. Money columns are exact decimals; on SQLite they are
 stored as text, hence ``CAST(... AS NUMERIC)`` wherever a view does arithmetic or sorting.
@@ -6,6 +6,7 @@ stored as text, hence ``CAST(... AS NUMERIC)`` wherever a view does arithmetic o
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 VIEWS: dict[str, str] = {
@@ -118,22 +119,39 @@ def create_statement(name: str) -> str:
     return f"CREATE VIEW {name} AS{VIEWS[name].rstrip()}"
 
 
-def recreate_views(op) -> None:
-    """Drop and create every view; any migration that changes a table a view reads calls this."""
-    for name in VIEWS:
-        op.execute(f"DROP VIEW IF EXISTS {name}")
-        op.execute(create_statement(name))
+VIEWS_HASH_KEY = "views_sha256"
 
 
-def drop_views(op) -> None:
+def views_hash() -> str:
+    return hashlib.sha256("\n".join(create_statement(n) for n in sorted(VIEWS)).encode()).hexdigest()
+
+
+def recreate_views(connection) -> bool:
+    """Drop and create every view on ``connection`` unless the installed set is current.
+
+    The hash check keeps concurrent runs, which all call this at start-up, from taking
+    exclusive locks on views analysts are reading.
+    """
+    from sqlalchemy import text
+
+    desired = views_hash()
+    installed = connection.execute(
+        text("SELECT value FROM warehouse_meta WHERE key = :key"), {"key": VIEWS_HASH_KEY}
+    ).scalar()
+    if installed == desired:
+        return False
     for name in VIEWS:
-        op.execute(f"DROP VIEW IF EXISTS {name}")
+        connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
+        connection.execute(text(create_statement(name)))
+    connection.execute(text("DELETE FROM warehouse_meta WHERE key = :key"), {"key": VIEWS_HASH_KEY})
+    connection.execute(text("INSERT INTO warehouse_meta (key, value) VALUES (:key, :value)"), {"key": VIEWS_HASH_KEY, "value": desired})
+    return True
 
 
 def render_sql_file(name: str) -> str:
     return (
         f"-- {name}: generated from calibr_pipeline/warehouse/views.py by `make sql`; "
-        "the warehouse gets it from the Alembic migrations.\n"
+        "`calibr db upgrade` recreates it in the warehouse.\n"
         f"{create_statement(name)};\n"
     )
 

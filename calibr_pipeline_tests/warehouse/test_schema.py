@@ -64,3 +64,25 @@ def test_foreign_keys_are_enforced(warehouse_url):
     with pytest.raises(Exception):
         with session_scope(warehouse_url) as session:
             session.add(Project(tenant_id=999, slug="orphan", name="x", currency="USD"))
+
+
+def test_views_are_recreated_only_when_their_sql_changes(warehouse_url, monkeypatch):
+    from calibr_pipeline.warehouse import views
+
+    with get_engine(warehouse_url).begin() as connection:
+        assert views.recreate_views(connection) is False
+    monkeypatch.setitem(views.VIEWS, "v_market_position", views.VIEWS["v_market_position"] + "WHERE 1 = 1\n")
+    with get_engine(warehouse_url).begin() as connection:
+        assert views.recreate_views(connection) is True
+        assert connection.execute(text("SELECT COUNT(*) FROM v_market_position")).scalar() == 0
+
+
+def test_sql_directory_holds_the_current_views():
+    from pathlib import Path
+
+    from calibr_pipeline.warehouse.views import VIEWS, render_sql_file
+
+    directory = Path(__file__).resolve().parents[2] / "sql" / "views"
+    assert sorted(p.stem for p in directory.glob("*.sql")) == sorted(VIEWS)
+    for name in VIEWS:
+        assert (directory / f"{name}.sql").read_text() == render_sql_file(name), f"run `make sql` ({name})"

@@ -1,4 +1,4 @@
--- v_competitor_observations: generated from calibr_pipeline/warehouse/views.py by `make sql`; the warehouse gets it from the Alembic migrations.
+-- v_competitor_observations: generated from calibr_pipeline/warehouse/views.py by `make sql`; `calibr db upgrade` recreates it in the warehouse.
 CREATE VIEW v_competitor_observations AS
 SELECT
     o.id AS observation_id,

@@ -1,4 +1,4 @@
--- v_scrape_health: generated from calibr_pipeline/warehouse/views.py by `make sql`; the warehouse gets it from the Alembic migrations.
+-- v_scrape_health: generated from calibr_pipeline/warehouse/views.py by `make sql`; `calibr db upgrade` recreates it in the warehouse.
 CREATE VIEW v_scrape_health AS
 SELECT
     t.slug AS tenant,
