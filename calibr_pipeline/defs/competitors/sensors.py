@@ -4,17 +4,15 @@
 from datetime import datetime, timezone
 
 import dagster as dg
-from dagster._core.storage.tags import RUN_KEY_TAG
 from sqlalchemy import select
 
 from calibr_pipeline.defs.competitors.jobs import competitor_listing_scrape_job
+from calibr_pipeline.defs.outbox import Dispatch, dispatch_outbox
 from calibr_pipeline.defs.partitions import TENANT_PARTITIONS
 from calibr_pipeline.defs.resources import WarehouseResource
 from calibr_pipeline.warehouse.competitor_store import COMPETITOR_ADDED
 from calibr_pipeline.warehouse.models import CompetitorListing, Project, Tenant
-from calibr_pipeline.warehouse.outbox import PendingEvent, dead_letter, mark_dispatched, pending_events
-
-OUTBOX_BATCH = 50
+from calibr_pipeline.warehouse.outbox import PendingEvent
 
 
 def _missing_tenant_partitions(context, slugs) -> list[str]:
@@ -64,45 +62,24 @@ def _parse_competitor_added(event: PendingEvent, tenant_slugs: dict[int, str], l
 )
 def competitor_added_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
     today = datetime.now(timezone.utc).date().isoformat()
-    run_requests: list[dg.RunRequest] = []
-    tenants_needed: set[str] = set()
-    dead_lettered = dispatched = 0
-    with warehouse.session() as session:
-        events = pending_events(session, COMPETITOR_ADDED, limit=OUTBOX_BATCH)
-        if not events:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no pending competitor.added events"))
-        tenant_slugs = dict(session.execute(select(Tenant.id, Tenant.slug)).all())
-        listings = _listing_tenants(session)
-        for event in events:
-            # Crash-safe at-least-once: an event is marked dispatched only once its run
-            # exists; until then it is requested again with the same run_key, which
-            # Dagster de-duplicates.
-            if context.instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: event.id}), limit=1):
-                mark_dispatched(session, event.id, run_key=event.id)
-                dispatched += 1
-                continue
-            try:
-                tenant_slug, listing_id = _parse_competitor_added(event, tenant_slugs, listings)
-            except ValueError as exc:
-                context.log.warning(f"outbox event {event.id} dead-lettered: {exc}")
-                dead_letter(session, event, reason=str(exc))
-                dead_lettered += 1
-                continue
-            tenants_needed.add(tenant_slug)
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=event.id,
-                    partition_key=dg.MultiPartitionKey({"date": today, "tenant": tenant_slug}),
-                    run_config={"ops": {"competitor_price_observations": {"config": {"listing_ids": [listing_id]}}}},
-                    tags={"calibr/outbox_event": event.id, "calibr/trigger": COMPETITOR_ADDED},
-                )
-            )
-    context.log.info(f"{len(run_requests)} run request(s), {dispatched} dispatched, {dead_lettered} dead-lettered")
-    missing = _missing_tenant_partitions(context, tenants_needed)
-    return dg.SensorResult(
-        run_requests=run_requests,
-        dynamic_partitions_requests=[TENANT_PARTITIONS.build_add_request(missing)] if missing else [],
-    )
+    lookups: dict[str, dict] = {}
+
+    def build(session, event: PendingEvent) -> Dispatch:
+        if not lookups:
+            lookups["tenants"] = dict(session.execute(select(Tenant.id, Tenant.slug)).all())
+            lookups["listings"] = _listing_tenants(session)
+        tenant_slug, listing_id = _parse_competitor_added(event, lookups["tenants"], lookups["listings"])
+        return Dispatch(
+            dg.RunRequest(
+                run_key=event.id,
+                partition_key=dg.MultiPartitionKey({"date": today, "tenant": tenant_slug}),
+                run_config={"ops": {"competitor_price_observations": {"config": {"listing_ids": [listing_id]}}}},
+                tags={"calibr/outbox_event": event.id, "calibr/trigger": COMPETITOR_ADDED},
+            ),
+            partitions={TENANT_PARTITIONS.name: [tenant_slug]},
+        )
+
+    return dispatch_outbox(context, warehouse, COMPETITOR_ADDED, build)
 
 
 def _listing_tenants(session) -> dict[int, int]:

@@ -1,0 +1,310 @@
+"""Pricing rules and rule runs in the warehouse: store rules, request runs, compute targets.
+
+A *rule run* is one execution of a rule (or a revert of an earlier run). Its targets are
+computed by the ``rule_targets`` asset (the preview), applied by ``applied_prices`` and
+checked by ``reconciliation_report``. Requesting an apply writes the run row and a
+``job.rules.apply`` outbox event in one transaction; a sensor launches the Dagster run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.domain.rules import (
+    CompetitorPriceInput,
+    PricingRule as RuleDefinition,
+    SkuContext,
+    compute_target,
+    in_scope,
+    parse_rule,
+    rule_to_dict,
+)
+from calibr_pipeline.domain.state_machine import RunState, TargetState
+from calibr_pipeline.warehouse.models import (
+    Competitor,
+    CompetitorListing,
+    NormalizedPriceSnapshot,
+    PricingRule,
+    Product,
+    Project,
+    RuleRun,
+    RuleTarget,
+    Variant,
+)
+from calibr_pipeline.warehouse.outbox import publish, record_event
+from calibr_pipeline.warehouse.tenancy import InvalidInputError, NotFoundError, project_by_slug
+from calibr_pipeline.warehouse.types import utcnow
+
+APPLY_REQUESTED = "job.rules.apply"
+MAX_WRITE_ATTEMPTS = 3
+
+# Shopify GraphQL Admin cost budgets (bucket size, restore rate per second) per plan.
+RATE_PRESETS: dict[str, tuple[int, int]] = {"standard": (2000, 100), "advanced": (4000, 200), "plus": (10000, 1000)}
+BULK_UPDATE_COST = 10
+ASSUMED_REQUEST_LATENCY_S = 0.15
+
+
+def known_competitor_ids(session: Session, project_id: int) -> set[int]:
+    return set(session.scalars(select(Competitor.id).where(Competitor.project_id == project_id)).all())
+
+
+def save_rule(session: Session, *, project_slug: str, definition: dict, actor: str) -> PricingRule:
+    """Validate and store a rule (replacing the project's rule of the same name)."""
+    project = project_by_slug(session, project_slug)
+    rule = parse_rule(definition, currency=project.currency, known_competitor_ids=known_competitor_ids(session, project.id))
+    stored = session.scalar(select(PricingRule).where(PricingRule.project_id == project.id, PricingRule.name == rule.name))
+    if stored is None:
+        stored = PricingRule(project_id=project.id, name=rule.name, definition=rule_to_dict(rule), created_by=actor, active=True)
+        session.add(stored)
+    else:
+        stored.definition, stored.updated_at, stored.active = rule_to_dict(rule), utcnow(), True
+    session.flush()
+    record_event(session, "rule.saved", {"rule_id": stored.id, "name": rule.name}, tenant_id=project.tenant_id, actor=actor)
+    return stored
+
+
+def rule_by_name(session: Session, project: Project, name: str) -> PricingRule:
+    rule = session.scalar(select(PricingRule).where(PricingRule.project_id == project.id, PricingRule.name == name))
+    if rule is None:
+        known = ", ".join(session.scalars(select(PricingRule.name).where(PricingRule.project_id == project.id)).all()) or "none"
+        raise NotFoundError(f"unknown rule {name!r} in project {project.slug!r} (rules: {known})")
+    return rule
+
+
+def get_run(session: Session, run_id: str) -> RuleRun:
+    run = session.get(RuleRun, run_id)
+    if run is None:
+        raise NotFoundError(f"unknown rule run {run_id!r}")
+    return run
+
+
+def create_run(
+    session: Session,
+    *,
+    project_slug: str,
+    rule_name: str | None = None,
+    actor: str,
+    kind: str = "apply",
+    source_run_id: str | None = None,
+    request_apply: bool = False,
+) -> RuleRun:
+    """A QUEUED run; with ``request_apply`` also its ``job.rules.apply`` outbox event (same transaction)."""
+    project = project_by_slug(session, project_slug)
+    rule = rule_by_name(session, project, rule_name) if rule_name else None
+    if kind == "apply" and rule is None:
+        raise InvalidInputError("an apply run needs a rule")
+    if kind in ("revert", "reconcile_retry"):
+        source = get_run(session, source_run_id or "")
+        if source.project_id != project.id:
+            raise InvalidInputError(f"run {source_run_id} belongs to another project")
+    run = RuleRun(
+        id=str(uuid.uuid4()),
+        tenant_id=project.tenant_id,
+        project_id=project.id,
+        rule_id=rule.id if rule else None,
+        kind=kind,
+        source_run_id=source_run_id,
+        state=RunState.QUEUED.value,
+        requested_by=actor,
+        correlation_id=str(uuid.uuid4()),
+        rule_snapshot=rule.definition if rule else None,
+        queued_at=utcnow(),
+        run_metadata={},
+    )
+    session.add(run)
+    session.flush()
+    record_event(session, "automation.run.queued", {"run_id": run.id, "kind": kind, "rule": rule_name}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id)
+    if request_apply:
+        request_apply_of(session, run, actor=actor)
+    return run
+
+
+def request_apply_of(session: Session, run: RuleRun, *, actor: str) -> str:
+    """Publish the ``job.rules.apply`` event for an existing run; returns the event id."""
+    if run.state not in (RunState.QUEUED, RunState.PARTIAL, RunState.FAILED):
+        raise InvalidInputError(f"run {run.id} is {run.state}; only QUEUED, PARTIAL or FAILED runs can be applied")
+    event = publish(session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id, actor=actor)
+    return event.id
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    total: int
+    to_write: int
+    by_status: dict[str, int]
+    products: int
+    estimated_apply_seconds: float
+    frozen: bool
+
+
+def estimate_apply_seconds(products: int, preset: str | None) -> float:
+    """Rate-limit floor plus latency: each product is one bulk update costing 10 points."""
+    bucket, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
+    cost = products * BULK_UPDATE_COST
+    return round(max(0, cost - bucket) / restore + products * ASSUMED_REQUEST_LATENCY_S, 1)
+
+
+def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
+    since = (now - timedelta(hours=max_age_hours + 24)).date()
+    rows = session.execute(
+        select(NormalizedPriceSnapshot, Competitor.trusted)
+        .join(Competitor, Competitor.id == NormalizedPriceSnapshot.competitor_id)
+        .join(CompetitorListing, CompetitorListing.id == NormalizedPriceSnapshot.listing_id)
+        .where(
+            NormalizedPriceSnapshot.project_id == project_id,
+            NormalizedPriceSnapshot.snapshot_date >= since,
+            NormalizedPriceSnapshot.amount_in_project_currency.is_not(None),
+            CompetitorListing.active.is_(True),
+        )
+        .order_by(NormalizedPriceSnapshot.listing_id, NormalizedPriceSnapshot.observed_at)
+    ).all()
+    latest: dict[int, tuple[NormalizedPriceSnapshot, bool]] = {}
+    for snapshot, trusted in rows:
+        latest[snapshot.listing_id] = (snapshot, trusted)  # ordered by time: the last one wins
+    wanted = set(variant_ids)
+    inputs: dict[int, list[CompetitorPriceInput]] = {}
+    for snapshot, trusted in latest.values():
+        if snapshot.variant_id in wanted:
+            inputs.setdefault(snapshot.variant_id, []).append(
+                CompetitorPriceInput(
+                    observation_id=snapshot.observation_id,
+                    competitor_id=snapshot.competitor_id,
+                    amount=snapshot.amount_in_project_currency,
+                    observed_at=snapshot.observed_at,
+                    trusted=bool(trusted),
+                    in_stock=snapshot.availability != "OutOfStock",
+                )
+            )
+    return inputs
+
+
+def _sku_contexts(session: Session, project_id: int) -> list[tuple[SkuContext, Variant, Product]]:
+    rows = session.execute(
+        select(Variant, Product).join(Product, Product.id == Variant.product_id).where(Variant.project_id == project_id).order_by(Variant.sku)
+    ).all()
+    return [
+        (
+            SkuContext(
+                variant_id=v.id,
+                sku=v.sku,
+                product_type=p.product_type,
+                vendor=p.vendor,
+                tags=tuple(p.tags or ()),
+                current_price=v.price,
+                cost=v.cost,
+                map_price=v.map_price,
+                currency=v.currency,
+            ),
+            v,
+            p,
+        )
+        for v, p in rows
+    ]
+
+
+def _add_target(session: Session, run: RuleRun, variant: Variant, product: Product, *, from_price: Decimal, to_price: Decimal, status: str, reason: str | None, explain: dict) -> RuleTarget:
+    write = status == "change"
+    target = RuleTarget(
+        run_id=run.id,
+        tenant_id=run.tenant_id,
+        variant_id=variant.id,
+        sku=variant.sku,
+        product_external_id=product.external_id,
+        variant_external_id=variant.external_id,
+        currency=variant.currency,
+        from_price=from_price,
+        to_price=to_price,
+        action="write" if write else "skip",
+        proposal_status=status,
+        reason=reason,
+        state=TargetState.PENDING.value if write else None,
+        attempts=0,
+        max_attempts=MAX_WRITE_ATTEMPTS,
+        idempotency_key=f"{run.id}:pending:{variant.id}",
+        explain=explain,
+    )
+    session.add(target)
+    return target
+
+
+def compute_targets(session: Session, run_id: str, *, now: datetime | None = None, shop_prices: dict[str, Decimal | None] | None = None, preset: str | None = None) -> TargetStats:
+    """(Re)compute a QUEUED run's targets. Once a run has started, its targets are frozen.
+
+    ``shop_prices`` (variant external id -> price in the shop now) is required for revert
+    runs: a variant whose shop price is no longer the one we wrote is skipped as stale.
+    """
+    now = now or utcnow()
+    run = get_run(session, run_id)
+    if run.state != RunState.QUEUED:
+        return _stats(session, run, preset, frozen=True)
+    session.execute(delete(RuleTarget).where(RuleTarget.run_id == run.id))
+    if run.kind == "apply":
+        _rule_targets(session, run, now)
+    else:
+        _replay_targets(session, run, shop_prices)
+    session.flush()
+    for target in session.scalars(select(RuleTarget).where(RuleTarget.run_id == run.id)):
+        target.idempotency_key = f"{run.id}:{target.id}"
+    session.flush()
+    return _stats(session, run, preset, frozen=False)
+
+
+def _rule_targets(session: Session, run: RuleRun, now: datetime) -> None:
+    rule: RuleDefinition = parse_rule(run.rule_snapshot, currency=session.get(Project, run.project_id).currency, known_competitor_ids=known_competitor_ids(session, run.project_id))
+    skus = [(ctx, v, p) for ctx, v, p in _sku_contexts(session, run.project_id) if in_scope(rule, ctx)]
+    if not skus:
+        raise CalibrError(f"rule {rule.name!r} matches no SKU in this project; check its scope")
+    competitor_prices = _competitor_inputs(session, run.project_id, [ctx.variant_id for ctx, _, _ in skus], now, rule.guardrails.max_observation_age_hours)
+    for ctx, variant, product in skus:
+        proposal = compute_target(rule, ctx, competitor_prices.get(ctx.variant_id, []), now=now)
+        _add_target(
+            session, run, variant, product,
+            from_price=proposal.from_price, to_price=proposal.to_price, status=proposal.status, reason=proposal.reason,
+            explain=proposal.explain,
+        )
+
+
+def _replay_targets(session: Session, run: RuleRun, shop_prices: dict[str, Decimal | None] | None) -> None:
+    """Revert: the source run's applied prices back to what they were. Reconcile-retry: re-apply."""
+    source_targets = session.scalars(
+        select(RuleTarget).where(RuleTarget.run_id == run.source_run_id, RuleTarget.state == TargetState.APPLIED.value)
+    ).all()
+    if run.kind == "reconcile_retry":
+        mismatched = set(run.run_metadata.get("target_ids", []))
+        source_targets = [t for t in source_targets if t.id in mismatched]
+    for source in source_targets:
+        variant = session.get(Variant, source.variant_id)
+        product = session.get(Product, variant.product_id)
+        shop_price = (shop_prices or {}).get(source.variant_external_id, source.to_price if shop_prices is None else None)
+        if run.kind == "revert":
+            from_price, to_price = source.to_price, source.from_price
+            stale = shop_price != source.to_price
+            status = "stale" if stale else "change"
+            reason = (f"shop price is {shop_price}, not the {source.to_price} we wrote: left alone" if stale else f"revert of run {source.run_id}")
+        else:
+            from_price, to_price = shop_price if shop_price is not None else source.to_price, source.to_price
+            status, reason = "change", f"re-apply after reconciliation mismatch in run {source.run_id}"
+        _add_target(
+            session, run, variant, product, from_price=from_price, to_price=to_price, status=status, reason=reason,
+            explain={"kind": run.kind, "source_run_id": source.run_id, "source_target_id": source.id, "shop_price_before": None if shop_price is None else str(shop_price), "final_price": str(to_price), "reason": reason},
+        )
+
+
+def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) -> TargetStats:
+    targets = session.scalars(select(RuleTarget).where(RuleTarget.run_id == run.id)).all()
+    by_status: dict[str, int] = {}
+    for t in targets:
+        by_status[t.proposal_status] = by_status.get(t.proposal_status, 0) + 1
+    writes = [t for t in targets if t.action == "write"]
+    products = len({t.product_external_id for t in writes})
+    estimate = estimate_apply_seconds(products, preset)
+    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate}
+    return TargetStats(len(targets), len(writes), dict(sorted(by_status.items())), products, estimate, frozen)
