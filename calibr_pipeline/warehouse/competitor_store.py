@@ -182,7 +182,13 @@ def replace_observations(
     listing_ids: Sequence[int] | None = None,
 ) -> int:
     """Replace the partition's observations (or only those of ``listing_ids``) with ``rows``."""
-    projects = dict(session.execute(select(CompetitorListing.id, CompetitorListing.project_id)).all())
+    projects = dict(
+        session.execute(
+            select(CompetitorListing.id, CompetitorListing.project_id)
+            .join(Project, Project.id == CompetitorListing.project_id)
+            .where(Project.tenant_id == tenant_id)
+        ).all()
+    )
     condition = and_(
         CompetitorPriceObservation.tenant_id == tenant_id,
         CompetitorPriceObservation.observation_date == observation_date,
