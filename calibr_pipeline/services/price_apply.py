@@ -103,6 +103,13 @@ def _audit(session: Session, run: RuleRun, target: RuleTarget, *, actor: str, no
             note=note,
         )
     )
+    record_event(
+        session,
+        "price.reverted" if run.kind == "revert" else "price.applied",
+        {"run_id": run.id, "target_id": target.id, "sku": target.sku, "from": str(target.from_price), "to": str(target.to_price),
+         "currency": target.currency, "idempotency_key": target.idempotency_key, "note": note},
+        tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id,
+    )
 
 
 def _mark_applied(session: Session, run: RuleRun, target: RuleTarget, *, actor: str, note: str | None = None) -> None:
@@ -146,7 +153,7 @@ def start_run(session: Session, run: RuleRun, *, actor: str) -> None:
     run.state = RunState.APPLYING.value
     run.started_at = run.started_at or utcnow()
     run.completed_at = run.failed_at = None
-    record_event(session, "automation.run.applying", {"run_id": run.id}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id)
+    record_event(session, "automation.run.applying", {"run_id": run.id}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
 
 
 def retry_failed(session: Session, run_id: str, *, target_ids: Sequence[int] | None = None, actor: str) -> int:
@@ -172,7 +179,7 @@ def retry_failed(session: Session, run_id: str, *, target_ids: Sequence[int] | N
         dead = session.scalar(select(DeadLetter).where(DeadLetter.target_id == target.id))
         if dead is not None and dead.resolved_at is None:
             dead.resolved_at, dead.resolution = utcnow(), "retried"
-    record_event(session, "automation.run.retry", {"run_id": run_id, "targets": [t.id for t in targets]}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id)
+    record_event(session, "automation.run.retry", {"run_id": run_id, "targets": [t.id for t in targets]}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
     return len(targets)
 
 
@@ -238,7 +245,7 @@ def apply_run(
         else:
             run.completed_at = now
         run.run_metadata = {**(run.run_metadata or {}), "last_apply": {"write_requests": summary.write_requests, "throttled": summary.throttled, "retries": summary.retries, "seconds": summary.duration_seconds}}
-        record_event(session, "automation.run.completed", {"run_id": run_id, "state": outcome.value, "applied": summary.applied, "failed": summary.failed}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id)
+        record_event(session, "automation.run.completed", {"run_id": run_id, "state": outcome.value, "applied": summary.applied, "failed": summary.failed}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
         write_run_metrics(session, run_id, throttled=summary.throttled, retries=summary.retries, write_requests=summary.write_requests)
         summary.state = outcome.value
     return summary

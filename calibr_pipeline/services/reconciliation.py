@@ -99,7 +99,7 @@ def reconcile_run(
                 {"run_id": run_id, "target_id": m.target_id, "sku": m.sku, "expected": str(m.expected),
                  "actual": None if m.actual is None else str(m.actual),
                  "difference": None if m.difference is None else str(m.difference), "retry_run_id": report.retry_run_id},
-                tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id,
+                tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id,
             )
         run.run_metadata = {**(run.run_metadata or {}), "reconciliation": {"checked": report.checked, "mismatched": len(mismatches)}}
     return report
@@ -161,7 +161,7 @@ def dlq_summary(warehouse_url: str, run_id: str, *, actor: str) -> list[DlqGroup
             DLQ_REPORT_EVENT,
             {"run_id": run_id, "total": sum(g.count for g in ordered),
              "groups": [{"error_type": g.error_type, "count": g.count, "skus": g.skus[:20], "recommendation": g.recommendation, "sample_error": g.sample_error} for g in ordered]},
-            tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id,
+            tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id,
         )
     return ordered
 

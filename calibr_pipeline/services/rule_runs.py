@@ -67,7 +67,7 @@ def save_rule(session: Session, *, project_slug: str, definition: dict, actor: s
     else:
         stored.definition, stored.updated_at, stored.active = rule_to_dict(rule), utcnow(), True
     session.flush()
-    record_event(session, "rule.saved", {"rule_id": stored.id, "name": rule.name}, tenant_id=project.tenant_id, actor=actor)
+    record_event(session, "rule.saved", {"rule_id": stored.id, "name": rule.name}, tenant_id=project.tenant_id, actor=actor, project_id=project.id)
     return stored
 
 
@@ -121,7 +121,7 @@ def create_run(
     )
     session.add(run)
     session.flush()
-    record_event(session, "automation.run.queued", {"run_id": run.id, "kind": kind, "rule": rule_name}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id)
+    record_event(session, "automation.run.queued", {"run_id": run.id, "kind": kind, "rule": rule_name}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
     if request_apply:
         request_apply_of(session, run, actor=actor)
     return run
@@ -131,7 +131,9 @@ def request_apply_of(session: Session, run: RuleRun, *, actor: str) -> str:
     """Publish the ``job.rules.apply`` event for an existing run; returns the event id."""
     if run.state not in (RunState.QUEUED, RunState.PARTIAL, RunState.FAILED):
         raise InvalidInputError(f"run {run.id} is {run.state}; only QUEUED, PARTIAL or FAILED runs can be applied")
-    event = publish(session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id, actor=actor)
+    event = publish(
+        session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id, actor=actor, project_id=run.project_id, run_id=run.id
+    )
     return event.id
 
 

@@ -120,6 +120,7 @@ def add_competitor_listing(
         },
         tenant_id=project.tenant_id,
         actor=actor,
+        project_id=project.id,
     )
     return AddedListing(listing.id, competitor.id, event.id, created=True)
 

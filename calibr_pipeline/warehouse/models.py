@@ -282,6 +282,8 @@ class EventLog(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     event_type: Mapped[str] = mapped_column(String(100), index=True)
     actor: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str | None] = mapped_column(String(64))

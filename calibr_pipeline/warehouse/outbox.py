@@ -16,18 +16,45 @@ from calibr_pipeline.warehouse.models import EventLog, OutboxDeadLetter, OutboxE
 from calibr_pipeline.warehouse.types import utcnow
 
 
-def publish(session: Session, event_type: str, payload: dict, *, tenant_id: int | None, actor: str) -> OutboxEvent:
+def publish(
+    session: Session,
+    event_type: str,
+    payload: dict,
+    *,
+    tenant_id: int | None,
+    actor: str,
+    project_id: int | None = None,
+    run_id: str | None = None,
+) -> OutboxEvent:
     event = OutboxEvent(tenant_id=tenant_id, event_type=event_type, payload=payload)
     session.add(event)
     session.flush()
-    record_event(session, event_type, payload, tenant_id=tenant_id, actor=actor, correlation_id=event.id)
+    record_event(
+        session, event_type, payload, tenant_id=tenant_id, actor=actor, correlation_id=event.id, project_id=project_id, run_id=run_id
+    )
     return event
 
 
 def record_event(
-    session: Session, event_type: str, payload: dict, *, tenant_id: int | None, actor: str, correlation_id: str | None = None
+    session: Session,
+    event_type: str,
+    payload: dict,
+    *,
+    tenant_id: int | None,
+    actor: str,
+    correlation_id: str | None = None,
+    project_id: int | None = None,
+    run_id: str | None = None,
 ) -> EventLog:
-    row = EventLog(tenant_id=tenant_id, event_type=event_type, payload=payload, actor=actor, correlation_id=correlation_id)
+    row = EventLog(
+        tenant_id=tenant_id,
+        project_id=project_id,
+        run_id=run_id,
+        event_type=event_type,
+        payload=payload,
+        actor=actor,
+        correlation_id=correlation_id,
+    )
     session.add(row)
     return row
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 22:36:08.946243
+Create Date: 2026-11-23 22:42:37.798588
 """
 from alembic import op
 import sqlalchemy as sa
@@ -187,6 +187,12 @@ def upgrade() -> None:
     with op.batch_alter_table('reconciliation_mismatches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reconciliation_mismatches_run_id'), ['run_id'], unique=False)
 
+    with op.batch_alter_table('event_log', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
+        batch_op.add_column(sa.Column('run_id', sa.String(length=36), nullable=True))
+        batch_op.create_index(batch_op.f('ix_event_log_run_id'), ['run_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_event_log_project_id_projects'), 'projects', ['project_id'], ['id'])
+
     with op.batch_alter_table('variants', schema=None) as batch_op:
         batch_op.add_column(sa.Column('map_price', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=True))
 
@@ -195,6 +201,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('variants', schema=None) as batch_op:
         batch_op.drop_column('map_price')
+
+    with op.batch_alter_table('event_log', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_event_log_project_id_projects'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_event_log_run_id'))
+        batch_op.drop_column('run_id')
+        batch_op.drop_column('project_id')
 
     with op.batch_alter_table('reconciliation_mismatches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reconciliation_mismatches_run_id'))

@@ -1,0 +1,43 @@
+"""Jobs over the pricing assets; each runs on one rule-run partition."""
+
+import dagster as dg
+
+from calibr_pipeline.defs.pricing.assets import RULE_RUN_PARTITIONS
+
+preview_rule_job = dg.define_asset_job(
+    "preview_rule",
+    selection=dg.AssetSelection.assets("rule_targets"),
+    partitions_def=RULE_RUN_PARTITIONS,
+    description="Compute the run's targets with explain traces; writes nothing to the shop.",
+)
+
+apply_run_job = dg.define_asset_job(
+    "apply_run",
+    selection=dg.AssetSelection.assets("rule_targets", "applied_prices", "dlq_summary"),
+    partitions_def=RULE_RUN_PARTITIONS,
+    description="Apply the run: targets (as previewed), writes to Shopify, DLQ summary.",
+)
+
+revert_run_job = dg.define_asset_job(
+    "revert_run",
+    selection=dg.AssetSelection.assets("rule_targets", "applied_prices", "dlq_summary"),
+    partitions_def=RULE_RUN_PARTITIONS,
+    description="On a revert run's partition: restore the source run's previous prices, skipping stale variants.",
+)
+
+reconcile_run_job = dg.define_asset_job(
+    "reconcile_run",
+    selection=dg.AssetSelection.assets("reconciliation_report"),
+    partitions_def=RULE_RUN_PARTITIONS,
+    description="Read the applied prices back from the shop and report mismatches.",
+)
+
+retry_failed_job = dg.define_asset_job(
+    "retry_failed",
+    selection=dg.AssetSelection.assets("applied_prices", "dlq_summary"),
+    partitions_def=RULE_RUN_PARTITIONS,
+    config={"ops": {"applied_prices": {"config": {"retry_failed": True, "target_ids": None}}}},
+    description="Retry the run's FAILED targets (all, or config `target_ids`), attempts reset.",
+)
+
+PRICING_JOBS = [preview_rule_job, apply_run_job, revert_run_job, reconcile_run_job, retry_failed_job]
