@@ -273,6 +273,299 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
+# --- pricing rules and runs ------------------------------------------------------------
+
+
+def _dagster_instance():
+    """The Dagster instance the UI shows (DAGSTER_HOME, default $CALIBR_HOME/dagster_home)."""
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = settings.calibr_home() / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            template = Path(__file__).resolve().parents[1] / "dagster.yaml"
+            (home / "dagster.yaml").write_text(template.read_text() if template.exists() else "telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def execute_job(warehouse_url: str, job_name: str, run_id: str, *, run_config: dict | None = None, tags: dict | None = None) -> tuple[str, bool]:
+    """Run a pricing job in this process on the instance the UI shows; returns (dagster run id, success)."""
+    from calibr_pipeline.definitions import build_definitions
+    from calibr_pipeline.defs.pricing.assets import RULE_RUN_PARTITIONS
+    from calibr_pipeline.defs.resources import WarehouseResource
+
+    instance = _dagster_instance()
+    if not instance.has_dynamic_partition(RULE_RUN_PARTITIONS.name, run_id):
+        instance.add_dynamic_partitions(RULE_RUN_PARTITIONS.name, [run_id])
+    defs = build_definitions(warehouse=WarehouseResource(url=warehouse_url))
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        partition_key=run_id,
+        run_config=(run_config or {}) | {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        tags=tags or {},
+        raise_on_error=False,
+    )
+    return result.run_id, result.success
+
+
+def _print_run(url: str, run_id: str, dagster_run_id: str | None = None) -> None:
+    from sqlalchemy import func, select
+
+    from calibr_pipeline.services.rule_runs import get_run
+    from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.models import DeadLetter, RuleTarget
+
+    with session_scope(url) as session:
+        run = get_run(session, run_id)
+        counts = dict(
+            session.execute(
+                select(RuleTarget.proposal_status, func.count()).where(RuleTarget.run_id == run_id).group_by(RuleTarget.proposal_status)
+            ).all()
+        )
+        states = dict(
+            session.execute(
+                select(RuleTarget.state, func.count()).where(RuleTarget.run_id == run_id, RuleTarget.action == "write").group_by(RuleTarget.state)
+            ).all()
+        )
+        dlq = session.scalar(select(func.count()).select_from(DeadLetter).where(DeadLetter.run_id == run_id, DeadLetter.resolved_at.is_(None)))
+        info = {
+            "run_id": run.id,
+            "kind": run.kind,
+            "state": run.state,
+            "targets_by_proposal": counts,
+            "write_targets_by_state": states,
+            "dlq": dlq,
+            "estimated_apply_seconds": (run.run_metadata or {}).get("estimated_apply_seconds"),
+            "error": run.error,
+        }
+    if dagster_run_id:
+        info["dagster_run_id"] = dagster_run_id
+    _print_json(info)
+
+
+def cmd_rules_add(args) -> int:
+    from calibr_pipeline.services.rule_runs import save_rule
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    raw = Path(args.file).read_text(encoding="utf-8") if args.file else args.json
+    if not raw:
+        raise CalibrError("give the rule as --file RULE.json or --json '{...}'")
+    try:
+        definition = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CalibrError(f"the rule is not valid JSON: {exc}") from exc
+    if not isinstance(definition, dict):
+        raise CalibrError("the rule must be a JSON object")
+    with session_scope(_warehouse_url(args)) as session:
+        rule = save_rule(session, project_slug=args.project, definition=definition, actor=args.actor)
+        print(f"rule {rule.name!r} saved (id {rule.id}) in project {args.project}")
+    return 0
+
+
+def cmd_rules_list(args) -> int:
+    from sqlalchemy import select
+
+    from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.models import PricingRule
+    from calibr_pipeline.warehouse.tenancy import project_by_slug
+
+    with session_scope(_warehouse_url(args)) as session:
+        project = project_by_slug(session, args.project)
+        for rule in session.scalars(select(PricingRule).where(PricingRule.project_id == project.id).order_by(PricingRule.name)):
+            print(json.dumps({"id": rule.id, "name": rule.name, "active": rule.active, "definition": rule.definition}, sort_keys=True))
+    return 0
+
+
+def cmd_runs_preview(args) -> int:
+    from calibr_pipeline.services.rule_runs import create_run
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    url = _warehouse_url(args)
+    with session_scope(url) as session:
+        run = create_run(session, project_slug=args.project, rule_name=args.rule, actor=args.actor)
+        run_id = run.id
+    dagster_run_id, ok = execute_job(url, "preview_rule", run_id, tags={"calibr/actor": args.actor})
+    _print_run(url, run_id, dagster_run_id)
+    return 0 if ok else 1
+
+
+def _apply(url: str, run_id: str, event_id: str, *, wait: bool, actor: str, job: str = "apply_run") -> int:
+    if not wait:
+        print(f"apply of run {run_id} requested (outbox event {event_id}); the rules_apply_sensor launches it")
+        _print_run(url, run_id)
+        return 0
+    from dagster._core.storage.tags import RUN_KEY_TAG
+
+    # The run key is the event id, so the sensor sees this run and does not launch another.
+    dagster_run_id, ok = execute_job(url, job, run_id, tags={RUN_KEY_TAG: event_id, "calibr/outbox_event": event_id, "calibr/actor": actor})
+    _print_run(url, run_id, dagster_run_id)
+    return 0 if ok else 1
+
+
+def cmd_runs_apply(args) -> int:
+    from calibr_pipeline.services.rule_runs import create_run, get_run, request_apply_of
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    url = _warehouse_url(args)
+    with session_scope(url) as session:
+        if args.run_id:
+            run = get_run(session, args.run_id)
+        elif args.project and args.rule:
+            run = create_run(session, project_slug=args.project, rule_name=args.rule, actor=args.actor)
+        else:
+            raise CalibrError("give a RUN_ID, or --project and --rule to create and apply a new run")
+        event_id = request_apply_of(session, run, actor=args.actor)
+        run_id, kind = run.id, run.kind
+    return _apply(url, run_id, event_id, wait=args.wait, actor=args.actor, job="revert_run" if kind == "revert" else "apply_run")
+
+
+def cmd_runs_status(args) -> int:
+    _print_run(_warehouse_url(args), args.run_id)
+    return 0
+
+
+def cmd_runs_retry(args) -> int:
+    url = _warehouse_url(args)
+    from calibr_pipeline.services.rule_runs import get_run
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    with session_scope(url) as session:
+        get_run(session, args.run_id)
+    config = {"ops": {"applied_prices": {"config": {"retry_failed": True, "target_ids": args.target or None}}}}
+    dagster_run_id, ok = execute_job(url, "retry_failed", args.run_id, run_config=config, tags={"calibr/actor": args.actor})
+    _print_run(url, args.run_id, dagster_run_id)
+    return 0 if ok else 1
+
+
+def cmd_runs_reconcile(args) -> int:
+    url = _warehouse_url(args)
+    from calibr_pipeline.services.rule_runs import get_run
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    with session_scope(url) as session:
+        get_run(session, args.run_id)
+    config = {"ops": {"reconciliation_report": {"config": {"schedule_retry": args.schedule_retry}}}}
+    dagster_run_id, ok = execute_job(url, "reconcile_run", args.run_id, run_config=config, tags={"calibr/actor": args.actor})
+    from sqlalchemy import select
+
+    from calibr_pipeline.warehouse.models import ReconciliationMismatch
+
+    with session_scope(url) as session:
+        mismatches = [
+            {"sku": m.sku, "expected": str(m.expected_price), "actual": None if m.actual_price is None else str(m.actual_price), "retry_run_id": m.retry_run_id}
+            for m in session.scalars(select(ReconciliationMismatch).where(ReconciliationMismatch.run_id == args.run_id).order_by(ReconciliationMismatch.sku))
+        ]
+    _print_json({"run_id": args.run_id, "dagster_run_id": dagster_run_id, "mismatches": mismatches})
+    return 0 if ok else 1
+
+
+def cmd_runs_revert(args) -> int:
+    from calibr_pipeline.services.rule_runs import create_run, get_run, request_apply_of
+    from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.models import Project
+
+    url = _warehouse_url(args)
+    with session_scope(url) as session:
+        source = get_run(session, args.run_id)
+        if source.state not in ("APPLIED", "PARTIAL"):
+            raise CalibrError(f"run {args.run_id} is {source.state}; only APPLIED or PARTIAL runs can be reverted")
+        project_slug = session.get(Project, source.project_id).slug
+        run = create_run(session, project_slug=project_slug, actor=args.actor, kind="revert", source_run_id=source.id)
+        event_id = request_apply_of(session, run, actor=args.actor)
+        run_id = run.id
+    return _apply(url, run_id, event_id, wait=args.wait, actor=args.actor, job="revert_run")
+
+
+def _iso_datetime(value: str):
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def cmd_audit(args) -> int:
+    from calibr_pipeline.services.audit import AuditFilters, query_audit
+    from calibr_pipeline.warehouse.engine import session_scope
+
+    filters = AuditFilters(
+        tenant=args.tenant, project=args.project, run_id=args.run, event_types=tuple(args.event_type or ()), since=args.since, until=args.until
+    )
+    with session_scope(_warehouse_url(args)) as session:
+        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        _print_json({"events": rows, "next_cursor": next_cursor})
+        return 0
+    for row in rows:
+        payload = row["payload"] or {}
+        detail = f"{payload.get('sku')} {payload.get('from')} -> {payload.get('to')}" if "to" in payload else json.dumps(payload, sort_keys=True)[:160]
+        print(f"{row['id']}\t{row['at']}\t{row['tenant'] or '-'}\t{row['project'] or '-'}\t{row['event_type']}\t{row['actor']}\t{row['run_id'] or '-'}\t{detail}")
+    print(f"next cursor: {next_cursor}" if next_cursor else "(end)", file=sys.stderr)
+    return 0
+
+
+def add_pricing_commands(sub) -> None:
+    actor = os.environ.get("USER", "cli")
+    rules = sub.add_parser("rules", help="pricing rules").add_subparsers(dest="rules_command", required=True)
+    p = rules.add_parser("add", help="validate and save a rule (JSON; see docs/rules.md)")
+    p.add_argument("--project", required=True)
+    p.add_argument("--file", help="rule JSON file")
+    p.add_argument("--json", help="rule JSON text")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_rules_add)
+    p = rules.add_parser("list")
+    p.add_argument("--project", required=True)
+    p.set_defaults(func=cmd_rules_list)
+
+    runs = sub.add_parser("runs", help="rule runs: preview, apply, status, retry, reconcile, revert").add_subparsers(dest="runs_command", required=True)
+    p = runs.add_parser("preview", help="create a run and compute its targets (no writes); prints the run id and state")
+    p.add_argument("--project", required=True)
+    p.add_argument("--rule", required=True)
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_runs_preview)
+    p = runs.add_parser("apply", help="request the apply of a run (outbox -> sensor), or run it now with --wait")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--project")
+    p.add_argument("--rule")
+    p.add_argument("--wait", action="store_true", help="apply in this process and print the final state")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_runs_apply)
+    p = runs.add_parser("status")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_runs_status)
+    p = runs.add_parser("retry", help="retry FAILED targets (all, or --target ID ...), attempts reset")
+    p.add_argument("run_id")
+    p.add_argument("--target", type=int, action="append")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_runs_retry)
+    p = runs.add_parser("reconcile", help="read applied prices back from the shop")
+    p.add_argument("run_id")
+    p.add_argument("--schedule-retry", action="store_true", help="queue a run that re-applies mismatched prices")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_runs_reconcile)
+    p = runs.add_parser("revert", help="restore the previous prices of a run's applied targets (stale ones are skipped)")
+    p.add_argument("run_id")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_runs_revert)
+
+    p = sub.add_parser("audit", help="audit trail with filters and cursor pagination")
+    p.add_argument("--tenant")
+    p.add_argument("--project")
+    p.add_argument("--run")
+    p.add_argument("--event-type", action="append", help="repeatable, e.g. price.applied")
+    p.add_argument("--since", type=_iso_datetime)
+    p.add_argument("--until", type=_iso_datetime)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="calibr", description="Calibrate pricing pipeline administration")
     parser.add_argument("--warehouse-url", help=f"SQLAlchemy URL (default: ${settings.WAREHOUSE_URL_ENV} or embedded SQLite)")
@@ -359,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_demo)
+    add_pricing_commands(sub)
     return parser
 
 
