@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -72,6 +73,12 @@ class ShopifyAdminResource(dg.ConfigurableResource):
     """Builds Admin API clients for the shops stored in the warehouse."""
 
     timeout_s: float = 30.0
+    # Multiplies the write retry waits (2/4/8 s, 16/32/64 s, Retry-After). 1.0 in
+    # production; tests and benchmarks compress time with a smaller factor.
+    write_wait_scale: float = 1.0
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.write_wait_scale)
 
     def client_for(self, shop: Shop) -> ShopifyAdminClient:
         return ShopifyAdminClient(

@@ -93,7 +93,9 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
             retried = price_apply.retry_failed(session, run_id, target_ids=config.target_ids, actor=_actor(context))
         context.log.info(f"{retried} failed target(s) queued for retry")
     try:
-        summary = price_apply.apply_run(warehouse.resolved_url, run_id, shopify_admin.client_for, actor=_actor(context))
+        summary = price_apply.apply_run(
+            warehouse.resolved_url, run_id, shopify_admin.client_for, actor=_actor(context), sleep=shopify_admin.sleep
+        )
     except CalibrError as exc:
         raise dg.Failure(str(exc)) from exc
     with warehouse.session() as session:
