@@ -139,6 +139,7 @@ def test_transient_failures_are_retried_user_errors_dead_lettered_then_retry_fai
     shop.faults.fail_variants(bad, code="INVALID_INPUT", message="Price is invalid")
     shop.faults.http_5xx(next=2)  # the first two requests fail, the connector retries them
     shop.faults.throttle(next=1, retry_after="1.5")
+    shop.faults.http_429(next=1, retry_after="0.5")
 
     result = _execute(defs, instance, "apply_run", run_id)
     assert result.success
@@ -220,3 +221,87 @@ def test_malformed_apply_events_are_dead_lettered(defs, world, warehouse_url, in
     with session_scope(warehouse_url) as session:
         reasons = dict(session.execute(select(OutboxDeadLetter.outbox_id, OutboxDeadLetter.reason)).all())
     assert reasons == {"bad-1": "run_id must be a non-empty string, got 42", "bad-2": "rule run no-such-run does not exist"}
+
+
+APPLY_IN_CHILD = """
+import sys
+from calibr_pipeline.defs.resources import ShopifyAdminResource
+from calibr_pipeline.services.price_apply import apply_run
+apply_run(sys.argv[1], sys.argv[2], ShopifyAdminResource().client_for, actor="killed-process")
+"""
+
+
+def test_apply_killed_mid_run_resumes_without_writing_twice(defs, world, warehouse_url, instance):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shop = world.tenant(TENANT).admin_shop
+    run_id, _ = _new_run(warehouse_url)
+    assert _execute(defs, instance, "preview_rule", run_id).success
+    targets = _targets(warehouse_url, run_id)
+    shop.faults.slow(rate=1.0, delay=0.15)  # slow enough to kill it half-way, not a timeout
+
+    child = subprocess.Popen([sys.executable, "-c", APPLY_IN_CHILD, warehouse_url, run_id], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(shop.write_counts().values()) < 10:
+            assert child.poll() is None, "the apply finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    time.sleep(0.5)  # let a request in flight at the kill finish on the server side
+    written_before = sum(shop.write_counts().values())
+    assert 10 <= written_before < len(targets)
+    assert _run(warehouse_url, run_id).state == "APPLYING"
+
+    shop.faults.clear()
+    result = _execute(defs, instance, "apply_run", run_id)
+    assert result.success and _run(warehouse_url, run_id).state == "APPLIED"
+    counts = shop.write_counts()
+    assert set(counts.values()) == {1} and len(counts) == len(targets)  # no variant written twice
+    prices = {v.variant_external_id: v.price for v in shop.catalog()}
+    assert all(prices[t.variant_external_id] == t.to_price for t in targets)
+    with session_scope(warehouse_url) as session:
+        audits = session.scalars(select(PriceAudit).where(PriceAudit.run_id == run_id)).all()
+    assert len(audits) == len(targets) == len({a.idempotency_key for a in audits})
+    metadata = result.asset_materializations_for_node("applied_prices")[0].metadata
+    assert metadata["write_requests"].value < len({t.product_external_id for t in targets})  # only what was left
+
+
+def test_hourly_dlq_drain_retries_only_transient_dead_letters(defs, world, warehouse_url, instance):
+    from calibr_pipeline.defs.pricing.schedules import hourly_dlq_drain
+
+    shop = world.tenant(TENANT).admin_shop
+    run_id, _ = _new_run(warehouse_url)
+    assert _execute(defs, instance, "preview_rule", run_id).success
+    targets = _targets(warehouse_url, run_id)
+    shop.faults.fail_variants([targets[0].variant_external_id], code="INVALID_INPUT")
+    shop.faults.http_5xx(next=3)  # the first product's write fails all its attempts
+    assert _execute(defs, instance, "apply_run", run_id).success
+    with session_scope(warehouse_url) as session:
+        dead = dict(session.execute(select(DeadLetter.target_id, DeadLetter.error_type).where(DeadLetter.run_id == run_id)).all())
+    transient = sorted(t for t, kind in dead.items() if kind == "http_5xx")
+    assert transient and "INVALID_INPUT" in dead.values()
+
+    from datetime import datetime, timezone
+
+    context = dg.build_schedule_context(
+        instance=instance, resources={"warehouse": WarehouseResource(url=warehouse_url)}, scheduled_execution_time=datetime.now(timezone.utc)
+    )
+    (request,) = hourly_dlq_drain(context)
+    assert request.partition_key == run_id
+    assert request.run_config["ops"]["applied_prices"]["config"]["target_ids"] == transient
+
+    shop.faults.clear()
+    shop.faults.fail_variants([targets[0].variant_external_id], code="INVALID_INPUT")
+    assert _execute(defs, instance, "retry_failed", run_id, run_config=request.run_config).success
+    with session_scope(warehouse_url) as session:
+        left = dict(session.execute(select(DeadLetter.target_id, DeadLetter.error_type).where(DeadLetter.run_id == run_id, DeadLetter.resolved_at.is_(None))).all())
+    assert list(left.values()) == ["INVALID_INPUT"]

@@ -41,7 +41,7 @@ def build_apply_dispatch(session, event: PendingEvent) -> Dispatch:
 
 @dg.sensor(
     jobs=[apply_run_job, revert_run_job],
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Reads `job.rules.apply` events from the outbox and launches apply_run (revert_run for "
