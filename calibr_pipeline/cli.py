@@ -495,6 +495,12 @@ def cmd_audit(args) -> int:
     filters = AuditFilters(
         tenant=args.tenant, project=args.project, run_id=args.run, event_types=tuple(args.event_type or ()), since=args.since, until=args.until
     )
+    if args.markdown:
+        from calibr_pipeline.services.audit import render_audit_report
+
+        with session_scope(_warehouse_url(args)) as session:
+            print(render_audit_report(session, tenants=[args.tenant] if args.tenant else None), end="")
+        return 0
     with session_scope(_warehouse_url(args)) as session:
         rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor)
     if args.json:
@@ -563,6 +569,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--cursor")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
     p.set_defaults(func=cmd_audit)
 
 

@@ -38,6 +38,13 @@ DEMO_TENANTS: tuple[TenantSpec, ...] = (
 )
 DEMO_SEED = 7
 FX_SOURCE = "sandbox-reference"
+DEMO_RULE = {
+    "name": "Beat lowest competitor by 5%",
+    "transform": {"kind": "competitor", "reference": "lowest", "mode": "beat", "by_percent": "5"},
+    "scope": {"kind": "project"},
+    "guardrails": {"min_margin_pct": "20", "max_change_pct": "15", "max_observation_age_hours": 48},
+    "rounding": {"mode": "charm", "ending": "0.99"},
+}
 
 
 def seed_fx_rates(warehouse_url: str, rate_date: dt.date) -> int:
@@ -116,6 +123,41 @@ def register_sandbox_listings(
             if event_id not in keep:
                 mark_dispatched(session, event_id, run_key="seeded-with-full-run")
     return RegisteredListings(created=len(event_ids), pending_event_ids=sorted(keep))
+
+
+def run_demo_rule(defs, instance, warehouse_url: str, tenant: str) -> dict:
+    """Preview, apply (through the outbox event's run key) and reconcile the demo rule."""
+    from dagster._core.storage.tags import RUN_KEY_TAG
+
+    from calibr_pipeline.defs.pricing.assets import RULE_RUN_PARTITIONS
+    from calibr_pipeline.services.rule_runs import create_run, request_apply_of, save_rule
+
+    with session_scope(warehouse_url) as session:
+        save_rule(session, project_slug=tenant, definition=DEMO_RULE, actor="demo")
+        run_id = create_run(session, project_slug=tenant, rule_name=DEMO_RULE["name"], actor="demo").id
+    instance.add_dynamic_partitions(RULE_RUN_PARTITIONS.name, [run_id])
+    outcome = {"run_id": run_id}
+
+    def execute(job: str, tags: dict | None = None) -> bool:
+        return defs.resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=run_id, run_config=_quiet_run_config(), tags={"calibr/actor": "demo", **(tags or {})}, raise_on_error=False
+        ).success
+
+    outcome["preview"] = execute("preview_rule")
+    with session_scope(warehouse_url) as session:
+        from calibr_pipeline.services.rule_runs import get_run
+
+        event_id = request_apply_of(session, get_run(session, run_id), actor="demo")
+    # Same run key as the outbox event: the sensor will see this run and not launch another.
+    outcome["apply"] = execute("apply_run", {RUN_KEY_TAG: event_id})
+    outcome["reconcile"] = execute("reconcile_run")
+    with session_scope(warehouse_url) as session:
+        from calibr_pipeline.warehouse.models import RuleRunMetrics
+
+        run = get_run(session, run_id)
+        metrics = session.get(RuleRunMetrics, run_id)
+        outcome.update(state=run.state, applied=metrics.targets_applied if metrics else 0, targets=metrics.targets_total if metrics else 0)
+    return outcome
 
 
 def _prepare_dagster_home(home: Path) -> Path:
@@ -210,6 +252,19 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         print(_summary(warehouse_url))
         for tenant, ok in results.items():
             print(f"  competitor_monitoring {tenant} {today}: {'SUCCESS' if ok else 'FAILED (see the run in the UI)'}")
+        for tenant in tenants:
+            rule = run_demo_rule(defs, instance, warehouse_url, tenant)
+            print(
+                f"  rule '{DEMO_RULE['name']}' for {tenant}: run {rule['run_id']} {rule['state']}, "
+                f"{rule['applied']} of {rule['targets']} SKUs repriced, reconciled: {'yes' if rule['reconcile'] else 'FAILED'}"
+            )
+            results[f"{tenant} rule"] = rule["preview"] and rule["apply"] and rule["reconcile"]
+        from calibr_pipeline.services.audit import render_audit_report
+
+        with session_scope(warehouse_url) as session:
+            (home / "audit-sample.md").write_text(render_audit_report(session, tenants=tenants))
+        print(f"  audit report: {home / 'audit-sample.md'}  (or: calibr audit --markdown)")
+        print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'}")
         if not ui:
             return 0 if all(results.values()) else 1
         print(f"\nDagster UI: http://{host}:{port}  (Ctrl-C stops the UI and the sandbox)\n")

@@ -7,10 +7,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.domain.money import quantize
 from calibr_pipeline.warehouse.models import EventLog, Project, Tenant
 
 MAX_PAGE = 500
@@ -82,3 +83,35 @@ def query_audit(session: Session, filters: AuditFilters, *, limit: int = 50, cur
     ]
     next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
     return page, next_cursor
+
+
+def render_audit_report(session: Session, *, tenants: list[str] | None = None, per_tenant: int = 8) -> str:
+    """A Markdown audit report: each tenant's runs, price writes with explain traces, events."""
+    from calibr_pipeline.warehouse.models import PriceAudit, PricingRule, RuleRun, RuleTarget
+
+    lines = ["# Audit sample", "", "Generated from the demo tenants by `calibr audit --markdown`.", ""]
+    slugs = tenants or list(session.scalars(select(Tenant.slug).order_by(Tenant.slug)))
+    for slug in slugs:
+        tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+        if tenant is None:
+            continue
+        lines += [f"## Tenant `{slug}`", "", "| run | rule | kind | state | queued | completed | by |", "|---|---|---|---|---|---|---|"]
+        runs = session.execute(
+            select(RuleRun, PricingRule.name).outerjoin(PricingRule, PricingRule.id == RuleRun.rule_id).where(RuleRun.tenant_id == tenant.id).order_by(RuleRun.queued_at)
+        ).all()
+        for run, rule in runs:
+            completed = f"{run.completed_at:%Y-%m-%d %H:%M:%S}" if run.completed_at else "-"
+            lines.append(f"| `{run.id[:8]}` | {rule or '-'} | {run.kind} | {run.state} | {run.queued_at:%Y-%m-%d %H:%M:%S} | {completed} | {run.requested_by} |")
+        audits = session.scalars(select(PriceAudit).where(PriceAudit.tenant_id == tenant.id).order_by(PriceAudit.id).limit(per_tenant)).all()
+        total = session.scalar(select(func.count()).select_from(PriceAudit).where(PriceAudit.tenant_id == tenant.id))
+        lines += ["", f"Price writes ({total} in all; the first {len(audits)}):", "", "| at | run | SKU | from → to | event | actor | idempotency key |", "|---|---|---|---|---|---|---|"]
+        for a in audits:
+            lines.append(f"| {a.created_at:%H:%M:%S} | `{a.run_id[:8]}` | {a.sku} | {quantize(a.from_price, a.currency)} → {quantize(a.to_price, a.currency)} {a.currency} | {a.event_type} | {a.actor} | `{a.idempotency_key[:8]}…:{a.target_id}` |")
+        if audits:
+            target = session.get(RuleTarget, audits[0].target_id)
+            lines += ["", f"Explain trace of `{target.sku}`:", "", "```json", json.dumps(target.explain, indent=2, sort_keys=True, default=str), "```"]
+        counts = session.execute(
+            select(EventLog.event_type, func.count()).where(EventLog.tenant_id == tenant.id).group_by(EventLog.event_type).order_by(EventLog.event_type)
+        ).all()
+        lines += ["", "Events in the audit trail:", "", "| event type | count |", "|---|---|", *[f"| {t} | {n} |" for t, n in counts], ""]
+    return "\n".join(lines) + "\n"
