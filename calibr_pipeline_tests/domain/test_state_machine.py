@@ -173,3 +173,12 @@ def test_mermaid_diagram_draws_every_transition_from_the_tables():
     }
     assert "target_APPLYING --> target_PENDING : retry: attempts < max_attempts" in lines
     assert "run_PARTIAL --> run_APPLYING : retry failed targets" in lines
+
+
+def test_docs_diagram_is_generated_from_the_transition_tables():
+    from pathlib import Path
+
+    from calibr_pipeline.domain.state_machine import mermaid_diagram
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "state-machine.md").read_text()
+    assert mermaid_diagram().strip() in doc, "regenerate the diagram in docs/state-machine.md"
