@@ -8,7 +8,7 @@ ORDER BY price_index DESC;
 
 -- Scrape health over the last 7 days, worst competitors first.
 SELECT competitor, SUM(fetches) AS fetches, SUM(failed) AS failed,
-       CAST(SUM(failed) AS NUMERIC) / SUM(fetches) AS error_rate
+       1.0 * SUM(failed) / SUM(fetches) AS error_rate
 FROM v_scrape_health
 WHERE observation_date >= CURRENT_DATE - 7   -- SQLite: DATE('now', '-7 days')
 GROUP BY competitor

@@ -109,7 +109,7 @@ class AlertsResource(dg.ConfigurableResource):
                         severity=alert.severity,
                         title=alert.title[:500],
                         source=alert.source[:300],
-                        destination=result.destination,
+                        destination=result.destination[:64],
                         ok=result.ok,
                         error=result.error,
                     )

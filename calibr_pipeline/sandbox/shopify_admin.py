@@ -26,31 +26,55 @@ What behaves like Shopify:
 * connections: ``first``/``last`` ≤ 250, opaque base64 cursors, ``edges``/``nodes``/
   ``pageInfo``, ``sortKey`` ID/POSITION/TITLE, ``reverse``.
 
+* writes: ``productVariantsBulkUpdate`` (price / compareAtPrice only), cost 10
+  requested and actual, all-or-nothing unless ``allowPartialUpdates: true``,
+  validation userErrors with real ``ProductVariantsBulkUpdateUserErrorCode`` values and
+  ``field`` paths like ``["variants", "0", "price"]``; every applied variant write
+  lands in :attr:`AdminShop.write_log` (time, variant, old → new, request id);
+* reads for reconciliation: ``nodes(ids:)`` / ``node(id:)`` resolve ProductVariant and
+  Product (``updatedAt`` included); at most 250 ids, like Shopify.
+
 Fields without a resolver answer with an explicit "not implemented by the sandbox"
-error rather than a silent null. Add behaviour (e.g. ``productVariantsBulkUpdate``)
-with :meth:`ShopifyAdminSandbox.register_resolver`; resolvers receive
+error rather than a silent null. Add behaviour with
+:meth:`ShopifyAdminSandbox.register_resolver`; resolvers receive
 ``(source, info, **args)`` and find the shop in ``info.context.shop``.
+
+Test hooks (see :class:`AdminFaults`): ``admin.faults("shop")`` injects 5xx, 429 with
+``Retry-After``, slow answers (HTTP level, through the world's :class:`FaultInjector`),
+THROTTLED answers that look exactly like the bucket's own (``throttle(next=N)`` or a
+rate), and per-variant userErrors (``fail_variants``). ``shop.set_price(gid, price)``
+plays a merchant editing a price in the admin; ``shop.delete_variant(gid)`` deletes one.
 
 Assumptions (not verified against live Shopify): the wording of the page-size error
 ("The first argument must be less than or equal to 250") and that invalid documents
-are not charged (we report a cost of 0).
+are not charged (we report a cost of 0). For ``productVariantsBulkUpdate``: the
+wording of userError messages, that ``field`` carries the input index as a string
+(``["variants", "1", "id"]``), that a variant of *another* product is reported as
+``PRODUCT_VARIANT_DOES_NOT_EXIST``, that a negative price is ``GREATER_THAN_OR_EQUAL_TO``
+(the enum also has ``NEGATIVE_PRICE_VALUE``), that ``productVariants`` is ``null`` when
+nothing was written, and that prices are stored rounded (half-up) to the currency's
+minor unit. ``compareAtPrice`` below ``price`` is accepted, as Shopify does. The static
+cost calculator prices ``nodes(ids:)`` as one object whatever the number of ids.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Self
 
 from graphql import (
@@ -86,10 +110,14 @@ from calibr_pipeline.sandbox.demo_catalog import (
     slugify,
     variant_gid,
 )
+from calibr_pipeline.sandbox.faults import FaultInjector, FaultRule
 
 INVALID_TOKEN_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
 MAX_PAGE_SIZE = 250
+MAX_NODES_IDS = 250
+# fnmatch glob of every shop's Admin GraphQL endpoint (for FaultRule.path).
+ADMIN_GRAPHQL_PATH = "/shops/*/admin/api/*/graphql.json"
 SUPPORTED_VERSIONS = (ADMIN_API_VERSION,)
 _PATH = re.compile(r"^/shops/(?P<shop>[A-Za-z0-9][A-Za-z0-9_.-]*)/admin/api/(?P<version>[^/]+)/graphql\.json$")
 
@@ -168,6 +196,38 @@ class ShopStats:
     max_cost_exceeded: int = 0
     invalid_documents: int = 0
     points_spent: int = 0  # sum of actualQueryCost
+    forced_throttled: int = 0  # THROTTLED answers injected by AdminFaults (also in ``throttled``)
+    mutations: int = 0  # productVariantsBulkUpdate calls executed (validation failures included)
+
+
+@dataclass(frozen=True)
+class VariantWrite:
+    """One variant written by ``productVariantsBulkUpdate`` (and not rolled back)."""
+
+    at: dt.datetime
+    request_id: str | None
+    product_gid: str
+    variant_gid: str
+    old_price: Decimal
+    new_price: Decimal
+    old_compare_at_price: Decimal | None
+    new_compare_at_price: Decimal | None
+
+    @property
+    def changed(self) -> bool:
+        return self.old_price != self.new_price or self.old_compare_at_price != self.new_compare_at_price
+
+
+_UNSET: Any = object()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _datetime(value: dt.datetime) -> str:
+    # Shopify's DateTime: ISO 8601 in UTC with a Z, whole seconds.
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- sandbox data model ---------------------------------------------------------------------
@@ -183,6 +243,7 @@ class SandboxVariant:
     cost: Decimal | None
     position: int
     product: SandboxProduct = field(repr=False)
+    updated_at: dt.datetime = field(default_factory=_utcnow, repr=False)
 
     @property
     def gid(self) -> str:
@@ -202,6 +263,127 @@ class SandboxProduct:
     @property
     def gid(self) -> str:
         return product_gid(self.numeric_id)
+
+
+@dataclass(frozen=True)
+class VariantFault:
+    code: str  # a ProductVariantsBulkUpdateUserErrorCode value
+    message: str
+    field: str | None = None  # last element of the field path; None: ["variants", "<i>"]
+
+
+@dataclass(frozen=True)
+class AdminFaultDecision:
+    throttle: bool = False
+    retry_after: str | None = None  # Retry-After header on a forced THROTTLED answer
+
+
+class AdminFaults:
+    """Fault injection for one shop's Admin endpoint.
+
+    HTTP-level faults are :class:`FaultRule` s added to the world's
+    :class:`FaultInjector` (so they show in ``/__sandbox/faults`` and its counters,
+    keyed by this shop); the Admin-specific ones live here:
+
+    * ``throttle(next=N)`` / ``throttle(rate=p)``: answer THROTTLED although the bucket
+      could pay, with the very body, status (200) and ``extensions.cost`` of a real one
+      and nothing charged; ``retry_after="2.5"`` adds a ``Retry-After`` header;
+    * ``fail_variants(gids, code=..., message=...)``: those variants always get a
+      userError in ``productVariantsBulkUpdate`` until ``clear()``.
+
+    ``next=N`` modes are deterministic; rates roll on a seeded RNG.
+    """
+
+    def __init__(self, shop: str, injector: FaultInjector | None = None, *, seed: int = 0):
+        self.shop = shop
+        self.injector = injector
+        self._lock = threading.Lock()
+        self._rng = random.Random(f"{seed}:{shop}")
+        self._throttle_next = 0
+        self._throttle_next_retry_after: str | None = None
+        self._throttle_rate = 0.0
+        self._throttle_rate_retry_after: str | None = None
+        self._variants: dict[str, VariantFault] = {}
+        self._rules: list[FaultRule] = []
+
+    # -- HTTP level (delegated to the FaultInjector) -------------------------------------
+
+    def _rule(self, **fields: Any) -> FaultRule:
+        if self.injector is None:
+            raise RuntimeError("HTTP faults need the shop to belong to a ShopifyAdminSandbox")
+        rule = self.injector.add(shop=self.shop, path=ADMIN_GRAPHQL_PATH, **fields)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def http_5xx(self, *, next: int = 0, rate: float = 0.0, status: int = 503) -> FaultRule:
+        return self._rule(fail_next=next, fail_mode="5xx", error_rate=rate, error_status=status)
+
+    def http_429(self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = "1.0") -> FaultRule:
+        retry_after = None if retry_after is None else str(retry_after)
+        return self._rule(fail_next=next, fail_mode="429", rate_limit_rate=rate, retry_after=retry_after)
+
+    def slow(self, *, next: int = 0, rate: float = 0.0, delay: float = 0.5) -> FaultRule:
+        """Answer normally but only after ``delay`` seconds (longer than the client's read
+        timeout, it is a timeout). Counted as ``timeout`` by the FaultInjector."""
+        return self._rule(fail_next=next, fail_mode="timeout", timeout_rate=rate, timeout_delay=delay)
+
+    # -- Admin level ------------------------------------------------------------------------
+
+    def throttle(self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = None) -> None:
+        if next < 0 or not 0 <= rate <= 1:
+            raise ValueError("next must be >= 0 and rate in [0, 1]")
+        retry_after = None if retry_after is None else str(retry_after)
+        with self._lock:
+            if next:
+                self._throttle_next = next
+                self._throttle_next_retry_after = retry_after
+            if rate or not next:
+                self._throttle_rate = rate
+                self._throttle_rate_retry_after = retry_after
+
+    def fail_variants(
+        self,
+        variant_gids: Iterable[str],
+        *,
+        code: str = "INVALID_INPUT",
+        message: str = "Input is invalid.",
+        field: str | None = None,
+    ) -> None:
+        fault = VariantFault(code=code, message=message, field=field)
+        with self._lock:
+            for gid in variant_gids:
+                self._variants[gid] = fault
+
+    def variant_fault(self, variant_gid: str) -> VariantFault | None:
+        with self._lock:
+            return self._variants.get(variant_gid)
+
+    def decide(self) -> AdminFaultDecision:
+        """Called once per authorised GraphQL request."""
+        with self._lock:
+            if self._throttle_next > 0:
+                self._throttle_next -= 1
+                return AdminFaultDecision(throttle=True, retry_after=self._throttle_next_retry_after)
+            if self._throttle_rate > 0 and self._rng.random() < self._throttle_rate:
+                return AdminFaultDecision(throttle=True, retry_after=self._throttle_rate_retry_after)
+        return AdminFaultDecision()
+
+    @property
+    def pending_throttles(self) -> int:
+        with self._lock:
+            return self._throttle_next
+
+    def clear(self) -> None:
+        """Drop this shop's Admin faults and the HTTP rules added through this object."""
+        with self._lock:
+            self._throttle_next = 0
+            self._throttle_rate = 0.0
+            self._variants.clear()
+            rules, self._rules = self._rules, []
+        if self.injector is not None:
+            for rule in rules:
+                self.injector.remove(rule)
 
 
 class AdminShop:
@@ -229,8 +411,10 @@ class AdminShop:
         self.bucket = LeakyBucket(preset.maximum_available, preset.restore_rate, clock)
         self.stats = ShopStats()
         self.numeric_id = next(self._ids)
-        # Execution holds this lock, so a future mutation resolver sees a consistent shop.
+        # Execution holds this lock, so a mutation resolver sees (and leaves) a consistent shop.
         self.lock = threading.RLock()
+        self.write_log: list[VariantWrite] = []
+        self.faults = AdminFaults(name)
 
     def __repr__(self) -> str:
         return f"AdminShop({self.name!r}, currency={self.currency!r}, products={len(self.products)}, preset={self.preset.name!r})"
@@ -304,15 +488,65 @@ class AdminShop:
     def find_variant(self, gid: str) -> SandboxVariant | None:
         return next((v for v in self.all_variants() if v.gid == gid), None)
 
+    def find_node(self, gid: str) -> SandboxVariant | SandboxProduct | None:
+        if gid.startswith("gid://shopify/ProductVariant/"):
+            return self.find_variant(gid)
+        if gid.startswith("gid://shopify/Product/"):
+            return self.find_product(gid)
+        return None
+
     def money(self, amount: Decimal | None) -> str | None:
         # Shopify sends Money as a decimal string; never a JSON number.
         return None if amount is None else str(quantize(amount, self.currency))
+
+    # -- test hooks: the merchant's side and the write log ---------------------------------
+
+    def set_price(self, variant_gid: str, price: Decimal, compare_at_price: Decimal | None | object = _UNSET) -> None:
+        """A merchant edits the price in the Shopify admin (not an API write: not logged)."""
+        with self.lock:
+            variant = self.find_variant(variant_gid)
+            if variant is None:
+                raise KeyError(f"{self.name} has no variant {variant_gid}")
+            variant.price = quantize(Decimal(str(price)), self.currency)
+            if compare_at_price is not _UNSET:
+                variant.compare_at_price = (
+                    None if compare_at_price is None else quantize(Decimal(str(compare_at_price)), self.currency)
+                )
+            variant.updated_at = _utcnow()
+
+    def delete_variant(self, variant_gid: str) -> None:
+        """The merchant deletes a variant; reads then answer ``null`` for its id."""
+        with self.lock:
+            variant = self.find_variant(variant_gid)
+            if variant is None:
+                raise KeyError(f"{self.name} has no variant {variant_gid}")
+            variant.product.variants.remove(variant)
+
+    def price_of(self, variant_gid: str) -> Decimal | None:
+        with self.lock:
+            variant = self.find_variant(variant_gid)
+            return None if variant is None else variant.price
+
+    def writes(self, variant_gid: str | None = None) -> list[VariantWrite]:
+        """A copy of the write log, optionally for one variant."""
+        with self.lock:
+            return [w for w in self.write_log if variant_gid is None or w.variant_gid == variant_gid]
+
+    def write_counts(self) -> Counter[str]:
+        """Writes per variant gid: ``max(shop.write_counts().values()) == 1`` means none twice."""
+        with self.lock:
+            return Counter(w.variant_gid for w in self.write_log)
+
+    def clear_write_log(self) -> None:
+        with self.lock:
+            self.write_log.clear()
 
 
 @dataclass
 class ResolveContext:
     shop: AdminShop
     sandbox: ShopifyAdminSandbox
+    request_id: str | None = None
 
 
 Resolver = Callable[..., Any]
@@ -419,6 +653,11 @@ def _default_resolvers() -> dict[tuple[str, str], Resolver]:
     r["QueryRoot", "productVariants"] = lambda _src, info, **args: paginate(_shop(info).all_variants(), **args)
     r["QueryRoot", "product"] = lambda _src, info, id: _shop(info).find_product(id)
     r["QueryRoot", "productVariant"] = lambda _src, info, id: _shop(info).find_variant(id)
+    r["QueryRoot", "node"] = lambda _src, info, id: _shop(info).find_node(id)
+    r["QueryRoot", "nodes"] = _resolve_nodes
+
+    # Mutation
+    r["Mutation", "productVariantsBulkUpdate"] = _product_variants_bulk_update
 
     # Shop
     r["Shop", "id"] = lambda shop, _info: f"gid://shopify/Shop/{shop.numeric_id}"
@@ -437,6 +676,7 @@ def _default_resolvers() -> dict[tuple[str, str], Resolver]:
     r["Product", "status"] = lambda p, _info: "ACTIVE"
     r["Product", "variants"] = lambda p, _info, **args: paginate(p.variants, **{"sortKey": "POSITION", **args})
     r["Product", "variantsCount"] = lambda p, _info: {"count": len(p.variants), "precision": "EXACT"}
+    r["Product", "updatedAt"] = lambda p, _info: _datetime(max((v.updated_at for v in p.variants), default=_EPOCH))
 
     # ProductVariant
     r["ProductVariant", "id"] = lambda v, _info: v.gid
@@ -448,6 +688,7 @@ def _default_resolvers() -> dict[tuple[str, str], Resolver]:
     r["ProductVariant", "price"] = lambda v, info: _shop(info).money(v.price)
     r["ProductVariant", "compareAtPrice"] = lambda v, info: _shop(info).money(v.compare_at_price)
     r["ProductVariant", "product"] = lambda v, _info: v.product
+    r["ProductVariant", "updatedAt"] = lambda v, _info: _datetime(v.updated_at)
     r["ProductVariant", "inventoryItem"] = lambda v, _info: _InventoryItem(v)
 
     # InventoryItem (a thin view over the variant: the sandbox has no inventory)
@@ -464,6 +705,145 @@ def _default_resolvers() -> dict[tuple[str, str], Resolver]:
 @dataclass(frozen=True)
 class _InventoryItem:
     variant: SandboxVariant
+
+
+_EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def _resolve_type(value: Any, _info: GraphQLResolveInfo, _abstract: Any) -> str | None:
+    if isinstance(value, SandboxVariant):
+        return "ProductVariant"
+    if isinstance(value, SandboxProduct):
+        return "Product"
+    if isinstance(value, dict):
+        return value.get("__typename")
+    return None
+
+
+def _resolve_nodes(_src: Any, info: GraphQLResolveInfo, ids: list[str]) -> list[Any]:
+    if len(ids) > MAX_NODES_IDS:
+        raise GraphQLError(f"The ids argument must be less than or equal to {MAX_NODES_IDS}")
+    shop = _shop(info)
+    return [shop.find_node(gid) for gid in ids]
+
+
+# -- productVariantsBulkUpdate ---------------------------------------------------------------
+
+_SUPPORTED_VARIANT_INPUT = {"id", "price", "compareAtPrice"}
+
+
+def _user_error(field_path: list[str] | None, message: str, code: str) -> dict[str, Any]:
+    return {"field": field_path, "message": message, "code": code}
+
+
+def _money_input(value: Any, currency: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise InvalidOperation
+    amount = Decimal(str(value).strip())
+    if not amount.is_finite():
+        raise InvalidOperation
+    return quantize(amount, currency)
+
+
+def _product_variants_bulk_update(
+    _src: Any,
+    info: GraphQLResolveInfo,
+    productId: str,
+    variants: list[dict[str, Any]],
+    allowPartialUpdates: bool | None = False,
+    media: Any = None,
+) -> dict[str, Any]:
+    ctx: ResolveContext = info.context
+    shop = ctx.shop
+    if media:
+        raise GraphQLError("The sandbox does not implement the `media` argument of productVariantsBulkUpdate.")
+    with shop.lock:
+        shop.stats.mutations += 1
+        product = shop.find_product(productId)
+        if product is None:
+            return {
+                "product": None,
+                "productVariants": None,
+                "userErrors": [_user_error(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")],
+            }
+        own = {v.gid: v for v in product.variants}
+        errors: list[dict[str, Any]] = []
+        planned: list[tuple[SandboxVariant, Decimal, Any]] = []
+        for index, entry in enumerate(variants):
+            at = ["variants", str(index)]
+            unsupported = sorted(set(entry) - _SUPPORTED_VARIANT_INPUT)
+            if unsupported:
+                raise GraphQLError(
+                    f"The sandbox does not implement ProductVariantsBulkInput.{unsupported[0]} (only id, price, compareAtPrice)."
+                )
+            gid = entry.get("id")
+            if not gid:
+                errors.append(_user_error([*at, "id"], "Product variant is missing ID attribute", "PRODUCT_VARIANT_ID_MISSING"))
+                continue
+            variant = own.get(gid)
+            if variant is None:
+                errors.append(_user_error([*at, "id"], "Product variant does not exist", "PRODUCT_VARIANT_DOES_NOT_EXIST"))
+                continue
+            fault = shop.faults.variant_fault(gid)
+            if fault is not None:
+                errors.append(_user_error([*at, fault.field] if fault.field else at, fault.message, fault.code))
+                continue
+            new_price = variant.price
+            new_compare: Any = _UNSET
+            bad = False
+            for key in ("price", "compareAtPrice"):
+                if key not in entry:
+                    continue
+                raw = entry[key]
+                if raw is None and key == "compareAtPrice":
+                    new_compare = None  # an explicit null removes the compare-at price
+                    continue
+                try:
+                    amount = _money_input(raw, shop.currency)
+                except (InvalidOperation, ValueError):
+                    errors.append(_user_error([*at, key], f"{_LABELS[key]} is invalid", "INVALID_INPUT"))
+                    bad = True
+                    continue
+                if amount < 0:
+                    errors.append(
+                        _user_error([*at, key], f"{_LABELS[key]} must be greater than or equal to 0", "GREATER_THAN_OR_EQUAL_TO")
+                    )
+                    bad = True
+                    continue
+                if key == "price":
+                    new_price = amount
+                else:
+                    new_compare = amount
+            if not bad:
+                planned.append((variant, new_price, new_compare))
+
+        if errors and not allowPartialUpdates:
+            # All or nothing: validation failed somewhere, nothing is written.
+            return {"product": product, "productVariants": None, "userErrors": errors}
+        now = _utcnow()
+        written: list[SandboxVariant] = []
+        for variant, new_price, new_compare in planned:
+            compare = variant.compare_at_price if new_compare is _UNSET else new_compare
+            shop.write_log.append(
+                VariantWrite(
+                    at=now,
+                    request_id=ctx.request_id,
+                    product_gid=product.gid,
+                    variant_gid=variant.gid,
+                    old_price=variant.price,
+                    new_price=new_price,
+                    old_compare_at_price=variant.compare_at_price,
+                    new_compare_at_price=compare,
+                )
+            )
+            variant.price = new_price
+            variant.compare_at_price = compare
+            variant.updated_at = now
+            written.append(variant)
+        return {"product": product, "productVariants": written if written or not errors else None, "userErrors": errors}
+
+
+_LABELS = {"price": "Price", "compareAtPrice": "Compare at price"}
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -518,8 +898,13 @@ class ShopifyAdminSandbox:
         shop = AdminShop.from_catalog(
             name, catalog, access_token=token, preset=preset, currency=currency, max_query_cost=max_query_cost, clock=self._clock
         )
+        shop.faults = AdminFaults(name, self.server.control.faults, seed=seed)
         self._shops[name] = shop
         return shop
+
+    def faults(self, name: str) -> AdminFaults:
+        """Fault injection for one shop's endpoint (see :class:`AdminFaults`)."""
+        return self._shops[name].faults
 
     def shop(self, name: str) -> AdminShop:
         return self._shops[name]
@@ -585,13 +970,35 @@ class ShopifyAdminSandbox:
         body = _read_body(request)
         if body is None:
             return SandboxResponse.json({"errors": {"query": "Required parameter missing or invalid"}}, status=400, headers=headers)
-        payload = self.run(shop, body["query"], body.get("variables") or {}, body.get("operationName"))
+        fault = shop.faults.decide()
+        payload = self.run(
+            shop,
+            body["query"],
+            body.get("variables") or {},
+            body.get("operationName"),
+            request_id=headers["X-Request-Id"],
+            force_throttle=fault.throttle,
+        )
+        if fault.throttle and fault.retry_after is not None and _is_throttled(payload):
+            headers["Retry-After"] = fault.retry_after
         return SandboxResponse.json(payload, headers=headers)
 
     # -- GraphQL --------------------------------------------------------------------------
 
-    def run(self, shop: AdminShop, source: str, variables: dict[str, Any], operation_name: str | None) -> dict[str, Any]:
-        """Execute one document for one shop and return the JSON body Shopify would send."""
+    def run(
+        self,
+        shop: AdminShop,
+        source: str,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        *,
+        request_id: str | None = None,
+        force_throttle: bool = False,
+    ) -> dict[str, Any]:
+        """Execute one document for one shop and return the JSON body Shopify would send.
+
+        ``force_throttle`` answers THROTTLED (uncharged) even if the bucket could pay.
+        """
         document, errors = self._document(source)
         if errors:
             with shop.lock:
@@ -620,9 +1027,10 @@ class ShopifyAdminSandbox:
                 ],
                 "extensions": {"cost": _cost(requested, None, shop)},
             }
-        if not shop.bucket.try_take(requested):
+        if force_throttle or not shop.bucket.try_take(requested):
             with shop.lock:
                 shop.stats.throttled += 1
+                shop.stats.forced_throttled += int(force_throttle)
             return {
                 "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC}}],
                 "extensions": {"cost": _cost(requested, None, shop)},
@@ -632,10 +1040,11 @@ class ShopifyAdminSandbox:
             result = execute(
                 self.schema,
                 document,
-                context_value=ResolveContext(shop=shop, sandbox=self),
+                context_value=ResolveContext(shop=shop, sandbox=self, request_id=request_id),
                 variable_values=variables,
                 operation_name=operation_name,
                 field_resolver=self._resolve,
+                type_resolver=_resolve_type,
             )
         actual = min(requested, actual_query_cost(document, result.data, variables, operation_name, schema=self.schema))
         shop.bucket.refund(requested - actual)
@@ -679,7 +1088,7 @@ class ShopifyAdminSandbox:
 
     def execute_for_test(self, shop: str, source: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run a document without HTTP (bucket and counters still apply)."""
-        return self.run(self._shops[shop], source, variables or {}, None)
+        return self.run(self._shops[shop], source, variables or {}, None, request_id=f"test-{uuid.uuid4()}")
 
 
 def demo_access_token(shop: str, seed: int = 0) -> str:
@@ -706,6 +1115,10 @@ def _read_body(request: SandboxRequest) -> dict[str, Any] | None:
     if body.get("variables") is not None and not isinstance(body["variables"], dict):
         return None
     return body
+
+
+def _is_throttled(payload: dict[str, Any]) -> bool:
+    return any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in payload.get("errors") or ())
 
 
 def _cost(requested: int, actual: int | None, shop: AdminShop) -> dict[str, Any]:

@@ -391,7 +391,9 @@ def recent_statuses_by_listing(
             CompetitorPriceObservation.listing_id,
             CompetitorPriceObservation.status,
         )
+        .join(CompetitorListing, CompetitorListing.id == CompetitorPriceObservation.listing_id)
         .where(
+            CompetitorListing.active.is_(True),
             CompetitorPriceObservation.tenant_id == tenant_id,
             CompetitorPriceObservation.observation_date <= up_to,
             CompetitorPriceObservation.observation_date >= since,

@@ -9,10 +9,11 @@ SELECT
     COUNT(*) AS fetches,
     SUM(CASE WHEN o.status = 'ok' THEN 1 ELSE 0 END) AS ok,
     SUM(CASE WHEN o.status <> 'ok' THEN 1 ELSE 0 END) AS failed,
-    CAST(SUM(CASE WHEN o.status <> 'ok' THEN 1 ELSE 0 END) AS NUMERIC) / COUNT(*) AS error_rate,
+    1.0 * SUM(CASE WHEN o.status <> 'ok' THEN 1 ELSE 0 END) / COUNT(*) AS error_rate,
     SUM(CASE WHEN o.error_class IN ('dns', 'connection', 'timeout', 'tls') THEN 1 ELSE 0 END) AS transport_errors,
     SUM(CASE WHEN o.error_class IN ('http_4xx', 'http_5xx', 'rate_limited') THEN 1 ELSE 0 END) AS http_errors,
     SUM(CASE WHEN o.error_class LIKE 'parse_%' OR o.error_class IN ('currency_unknown', 'malformed_body', 'variant_not_found') THEN 1 ELSE 0 END) AS extraction_errors,
+    SUM(CASE WHEN o.error_class IN ('invalid_url', 'blocked_url') THEN 1 ELSE 0 END) AS policy_errors,
     SUM(CASE WHEN o.attempts > 1 THEN 1 ELSE 0 END) AS retried,
     AVG(o.elapsed_ms) AS avg_elapsed_ms,
     MAX(o.fetched_at) AS last_fetched_at

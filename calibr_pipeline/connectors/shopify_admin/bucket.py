@@ -4,6 +4,14 @@ Shopify reports ``throttleStatus`` with every answer; projecting it forward with
 restore rate tells how long to wait so the next request is affordable on arrival.
 Waiting here is cheaper than being THROTTLED: a throttled answer still costs a round
 trip and counts against our request budget.
+
+Concurrent callers of one client use :meth:`CostBucket.acquire` / :meth:`CostBucket.settle`:
+a status Shopify reports says nothing of the requests still on their way (booked
+here, not yet charged there), and answers may overtake each other. So a reported
+status is corrected by the points of the requests still in flight, and when other
+answers were settled while a request was out, its (possibly older) status may only
+lower the mirror, never raise it. Both corrections err on the side of waiting a
+little longer; a lone caller still gets Shopify's figures exactly.
 """
 
 from __future__ import annotations
@@ -39,11 +47,22 @@ class ThrottleStatus:
             return None
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Points booked for one request: ``wait`` seconds before sending it."""
+
+    cost: int
+    wait: float
+    epoch: int  # settles seen when booked; a change means other answers arrived meanwhile
+
+
 class CostBucket:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
         self._status: ThrottleStatus | None = None
+        self._in_flight = 0  # points of acquired, not yet settled requests
+        self._settles = 0
 
     @property
     def status(self) -> ThrottleStatus | None:
@@ -61,6 +80,37 @@ class CostBucket:
         elapsed = now - status.observed_at
         return min(status.maximum_available, status.currently_available + elapsed * status.restore_rate)
 
+    def acquire(self, cost: int) -> Reservation:
+        """:meth:`reserve` for a request whose answer will be passed to :meth:`settle`."""
+        with self._lock:
+            wait = self._reserve(cost)
+            self._in_flight += cost
+            return Reservation(cost=cost, wait=wait, epoch=self._settles)
+
+    def settle(self, reservation: Reservation, status: ThrottleStatus | None) -> None:
+        """The request of ``reservation`` got an answer (``status``) or failed (``None``).
+
+        A failed request keeps its booking: Shopify may have charged it.
+        """
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - reservation.cost)
+            if status is None:
+                return
+            self._settles += 1
+            corrected = status.currently_available - self._in_flight
+            if reservation.epoch != self._settles - 1 and self._status is not None:
+                # Other answers arrived while this one was out: this status may be older
+                # than the one already mirrored, so it can only make us more careful.
+                mirrored = self.available(status.observed_at)
+                assert mirrored is not None
+                corrected = min(corrected, mirrored)
+            self._status = ThrottleStatus(
+                maximum_available=status.maximum_available,
+                currently_available=corrected,
+                restore_rate=status.restore_rate,
+                observed_at=status.observed_at,
+            )
+
     def reserve(self, cost: int) -> float:
         """Seconds to wait before a request of ``cost`` points is affordable; books the points.
 
@@ -69,20 +119,23 @@ class CostBucket:
         booking with Shopify's truth.
         """
         with self._lock:
-            status = self._status
-            if status is None or status.restore_rate <= 0:
-                return 0.0
-            now = self._clock()
-            available = self.available(now)
-            assert available is not None
-            wait = 0.0
-            if cost > available:
-                wait = (cost - available) / status.restore_rate + _SAFETY_SECONDS
-            send_at = now + wait
-            self._status = ThrottleStatus(
-                maximum_available=status.maximum_available,
-                currently_available=available + wait * status.restore_rate - cost,
-                restore_rate=status.restore_rate,
-                observed_at=send_at,
-            )
-            return wait
+            return self._reserve(cost)
+
+    def _reserve(self, cost: int) -> float:
+        status = self._status
+        if status is None or status.restore_rate <= 0:
+            return 0.0
+        now = self._clock()
+        available = self.available(now)
+        assert available is not None
+        wait = 0.0
+        if cost > available:
+            wait = (cost - available) / status.restore_rate + _SAFETY_SECONDS
+        send_at = now + wait
+        self._status = ThrottleStatus(
+            maximum_available=status.maximum_available,
+            currently_available=available + wait * status.restore_rate - cost,
+            restore_rate=status.restore_rate,
+            observed_at=send_at,
+        )
+        return wait

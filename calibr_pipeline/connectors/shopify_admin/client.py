@@ -13,6 +13,10 @@ Two layers of patience:
 
 Mutations are retried too: the ones we send set absolute values (prices), so a retry
 after a lost answer writes the same thing again.
+
+:meth:`ShopifyAdminClient.execute_once` is the single-shot variant for callers that
+own their retry schedule (price writes, :mod:`.writes`): it still waits for the cost
+bucket, but sends exactly one request and reports THROTTLED as an answer, not a loop.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from calibr_pipeline.connectors.graphql_schema import (
     ADMIN_API_VERSION,
     load_admin_schema,
 )
-from calibr_pipeline.connectors.shopify_admin.bucket import CostBucket, ThrottleStatus
+from calibr_pipeline.connectors.shopify_admin.bucket import CostBucket, Reservation, ThrottleStatus
 from calibr_pipeline.connectors.shopify_admin.cost import (
     SINGLE_QUERY_MAX_COST,
     requested_query_cost,
@@ -68,6 +72,32 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class AdminAnswer:
+    """One HTTP answer of :meth:`ShopifyAdminClient.execute_once`, as Shopify sent it."""
+
+    payload: dict[str, Any]
+    status: int
+    retry_after: float | None  # the Retry-After header, parsed; None when absent
+    request_id: str | None  # X-Request-Id, for support tickets and logs
+
+    @property
+    def data(self) -> Any:
+        return self.payload.get("data")
+
+    @property
+    def errors(self) -> Any:
+        return self.payload.get("errors")
+
+    @property
+    def throttled(self) -> bool:
+        return _is_throttled(self.payload.get("errors"))
+
+    @property
+    def cost(self) -> dict[str, Any]:
+        return (self.payload.get("extensions") or {}).get("cost") or {}
 
 
 class _Transient(Exception):
@@ -195,11 +225,14 @@ class ShopifyAdminClient:
         body = {"query": source, "variables": variables, "operationName": operation_name}
 
         for _ in range(self.max_throttle_retries + 1):
-            self._wait_for_bucket(cost, operation_name)
-            payload = self._post_with_retries(body)
+            reservation = self._wait_for_bucket(cost, operation_name)
+            try:
+                payload = self._post_with_retries(body)
+            except BaseException:
+                self.bucket.settle(reservation, None)
+                raise
             status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
-            if status is not None:
-                self.bucket.observe(status)
+            self.bucket.settle(reservation, status)
             cost_info = (payload.get("extensions") or {}).get("cost") or {}
             errors = payload.get("errors")
             if _is_throttled(errors):
@@ -229,9 +262,76 @@ class ShopifyAdminClient:
             code="THROTTLED",
         )
 
+    def execute_once(
+        self,
+        source: str,
+        variables: Mapping[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> AdminAnswer:
+        """Wait until the bucket can pay, send once, and return the answer as it came.
+
+        No retries of any kind. Transport failures raise :class:`ShopifyAdminError`
+        with their class (``http_5xx``, ``timeout``, ``connection``, ``rate_limited``
+        for HTTP 429 with ``retry_after`` set, ``malformed_body``); a THROTTLED answer
+        is *returned* (``answer.throttled``) and counted in ``stats.throttled``; GraphQL
+        errors are left in ``answer.errors`` for the caller to judge.
+        """
+        variables = dict(variables or {})
+        cost = self._price(source, variables, operation_name)
+        body = {"query": source, "variables": variables, "operationName": operation_name}
+        reservation = self._wait_for_bucket(cost, operation_name)
+        try:
+            payload, response = self._post_once_response(body)
+        except BaseException as exc:
+            self.bucket.settle(reservation, None)
+            if not isinstance(exc, _Transient):
+                raise
+            raise ShopifyAdminError(
+                f"Shopify Admin API failed ({exc.error_class.value}): {exc.message}",
+                error_class=exc.error_class,
+                status=exc.status,
+                code="THROTTLED" if exc.status == 429 else None,
+                retry_after=exc.retry_after,
+            ) from exc
+        self.bucket.settle(reservation, ThrottleStatus.from_extensions(payload.get("extensions"), self._clock()))
+        answer = AdminAnswer(
+            payload=payload,
+            status=response.status_code,
+            retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+            request_id=response.headers.get("X-Request-Id"),
+        )
+        with self._stats_lock:
+            if answer.throttled:
+                self.stats.throttled += 1
+            else:
+                self.stats.requested_cost += int(answer.cost.get("requestedQueryCost") or 0)
+                self.stats.actual_cost += int(answer.cost.get("actualQueryCost") or 0)
+        return answer
+
+    def count(self, **deltas: int | float) -> None:
+        """Add to :attr:`stats` from outside (e.g. ``retries=1`` by a caller's own retry loop)."""
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
     # -- internals ----------------------------------------------------------------------
 
-    def _wait_for_bucket(self, cost: int, operation_name: str | None) -> None:
+    def _price(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> int:
+        try:
+            document = _parse_cached(source)
+            cost = requested_query_cost(document, variables, operation_name, schema=self.schema)
+        except (GraphQLError, ValueError) as exc:
+            raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
+        if cost > self.max_query_cost:
+            raise ShopifyAdminError(
+                f"{operation_name or 'query'} costs {cost} points, over the single-query limit of "
+                f"{self.max_query_cost}; request smaller pages",
+                error_class=ErrorClass.HTTP_4XX,
+                code="MAX_COST_EXCEEDED",
+            )
+        return cost
+
+    def _wait_for_bucket(self, cost: int, operation_name: str | None) -> Reservation:
         status = self.bucket.status
         if status is not None and cost > status.maximum_available:
             raise ShopifyAdminError(
@@ -240,13 +340,19 @@ class ShopifyAdminClient:
                 error_class=ErrorClass.RATE_LIMITED,
                 code="MAX_COST_EXCEEDED",
             )
-        wait = self.bucket.reserve(cost)
+        reservation = self.bucket.acquire(cost)
+        wait = reservation.wait
         if wait > 0:
             with self._stats_lock:
                 self.stats.bucket_waits += 1
                 self.stats.bucket_wait_seconds += wait
             log.debug("waiting %.3fs for %d points before %s", wait, cost, operation_name)
-            self._sleep(wait)
+            try:
+                self._sleep(wait)
+            except BaseException:
+                self.bucket.settle(reservation, None)
+                raise
+        return reservation
 
     def _retry_wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -286,6 +392,9 @@ class ShopifyAdminClient:
             ) from exc
 
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post_once_response(body)[0]
+
+    def _post_once_response(self, body: dict[str, Any]) -> tuple[dict[str, Any], requests.Response]:
         headers = {
             ACCESS_TOKEN_HEADER: self._token,
             "Content-Type": "application/json",
@@ -323,7 +432,7 @@ class ShopifyAdminClient:
             raise _Transient(ErrorClass.MALFORMED_BODY, f"unreadable JSON body ({len(response.content)} bytes)", status=status) from exc
         if not isinstance(payload, dict):
             raise _Transient(ErrorClass.MALFORMED_BODY, "JSON body is not an object", status=status)
-        return payload
+        return payload, response
 
 
 def _error_text(response: requests.Response) -> str:

@@ -20,6 +20,7 @@ class ShopifyAdminError(CalibrError):
         code: str | None = None,
         status: int | None = None,
         messages: tuple[str, ...] = (),
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -27,6 +28,8 @@ class ShopifyAdminError(CalibrError):
         self.code = code
         self.status = status
         self.messages = messages
+        # Seconds the server asked us to wait (``Retry-After``), when it did.
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return f"ShopifyAdminError({self.error_class.value!r}, code={self.code!r}, {self.message!r})"
