@@ -103,7 +103,13 @@ def test_webserver_lists_assets_and_launches_a_materialization(tmp_path, dagster
                 time.sleep(0.5)
 
             assets = {tuple(n["assetKey"]["path"]): n for n in _graphql(url, ASSETS_QUERY)["assetNodes"]}
-            assert set(assets) == {("shop_catalog",), ("competitor_price_observations",), ("normalized_price_snapshots",), ("market_position",)}
+            assert set(assets) == {
+                (name,)
+                for name in (
+                    "shop_catalog", "competitor_price_observations", "normalized_price_snapshots", "market_position",
+                    "rule_targets", "applied_prices", "reconciliation_report", "dlq_summary",
+                )
+            }
             assert all(n["isPartitioned"] for n in assets.values())
             assert assets[("competitor_price_observations",)]["hasAssetChecks"]
 
