@@ -8,7 +8,6 @@ The embedded default needs nothing: the warehouse is SQLite under ``CALIBR_HOME`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 WAREHOUSE_URL_ENV = "CALIBR_WAREHOUSE_URL"
@@ -40,14 +39,3 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
     env = os.environ if environ is None else environ
     raw = env.get(SANDBOX_ALLOWED_HOSTS_ENV, "")
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-
-
-@dataclass(frozen=True)
-class ScrapeSettings:
-    connect_timeout_s: float = 3.0
-    read_timeout_s: float = 10.0
-    max_attempts: int = 3
-    backoff_base_s: float = 2.0
-    per_domain_concurrency: int = 4
-    max_workers: int = 32
-    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)

@@ -71,6 +71,15 @@ def warehouse_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+def instance():
+    """An ephemeral Dagster instance for in-process runs and sensor ticks."""
+    import dagster as dg
+
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
 def sqlite_warehouse_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     upgrade_to_head(url)

@@ -14,11 +14,6 @@ from calibr_pipeline.warehouse.models import OutboxDeadLetter, OutboxEvent
 from calibr_pipeline.warehouse.tenancy import get_or_create_tenant
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
 
 def _tick(sensor, instance, url):
     context = dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(url=url)})

@@ -34,11 +34,6 @@ def world():
         yield world
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
 
 @pytest.fixture
 def pipeline(world, warehouse_url, instance):

@@ -38,11 +38,6 @@ def world():
         yield world
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
 
 @pytest.fixture
 def defs(world, warehouse_url, instance):
