@@ -198,6 +198,9 @@ def apply_run(
         run = get_run(session, run_id)
         if run.state == RunState.APPLIED:
             return ApplySummary(run_id, run.state)
+        if run.state in (RunState.PARTIAL, RunState.FAILED):
+            # Applying a PARTIAL/FAILED run again is the state machine's "retry failed/all".
+            retry_failed(session, run_id, actor=actor)
         start_run(session, run, actor=actor)
         shop = _shop_for_run(session, run)
     client = client_factory(shop)

@@ -110,6 +110,7 @@ RECOMMENDATIONS: dict[str, str] = {
     "http_5xx": "Transient Shopify outage: the hourly DLQ drain retries these automatically.",
     "timeout": "Shopify answered too slowly: the hourly DLQ drain retries these; check Shopify status if it persists.",
     "connection": "Network problem reaching Shopify: retried by the hourly DLQ drain.",
+    "malformed_body": "Shopify's answer was cut off: retried by the hourly DLQ drain.",
     "rate_limited": "Rate budget exhausted: retried by the hourly DLQ drain; consider a smaller rule scope or a Plus shop.",
     "PRODUCT_VARIANT_DOES_NOT_EXIST": "The variant was deleted in Shopify: re-sync the catalog (catalog_sync) and re-run the rule.",
     "PRODUCT_DOES_NOT_EXIST": "The product was deleted in Shopify: re-sync the catalog (catalog_sync).",
@@ -117,7 +118,7 @@ RECOMMENDATIONS: dict[str, str] = {
     "GREATER_THAN_OR_EQUAL_TO": "Shopify refused the price as out of range: check floors and ceilings.",
     "auth": "The shop's access token was refused: reconnect the shop (calibr shops add).",
 }
-TRANSIENT_ERROR_TYPES = frozenset({"http_5xx", "timeout", "connection", "rate_limited"})
+TRANSIENT_ERROR_TYPES = frozenset({"http_5xx", "timeout", "connection", "rate_limited", "malformed_body"})
 
 
 def recommendation_for(error_type: str) -> str:

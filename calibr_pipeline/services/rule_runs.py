@@ -237,15 +237,28 @@ def _add_target(session: Session, run: RuleRun, variant: Variant, product: Produ
     return target
 
 
-def compute_targets(session: Session, run_id: str, *, now: datetime | None = None, shop_prices: dict[str, Decimal | None] | None = None, preset: str | None = None) -> TargetStats:
-    """(Re)compute a QUEUED run's targets. Once a run has started, its targets are frozen.
+def compute_targets(
+    session: Session,
+    run_id: str,
+    *,
+    now: datetime | None = None,
+    shop_prices: dict[str, Decimal | None] | None = None,
+    preset: str | None = None,
+    refresh: bool = False,
+) -> TargetStats:
+    """Compute a QUEUED run's targets; ``refresh`` recomputes an existing preview.
+
+    Once a run has started, or when it was previewed and ``refresh`` is off, its targets
+    are frozen: the apply writes exactly what the preview showed.
 
     ``shop_prices`` (variant external id -> price in the shop now) is required for revert
     runs: a variant whose shop price is no longer the one we wrote is skipped as stale.
     """
     now = now or utcnow()
     run = get_run(session, run_id)
-    if run.state != RunState.QUEUED:
+    has_targets = session.scalar(select(RuleTarget.id).where(RuleTarget.run_id == run.id).limit(1)) is not None
+    if run.state != RunState.QUEUED or (has_targets and not refresh):
+        # What was previewed is what is applied: an apply never recomputes a preview.
         return _stats(session, run, preset, frozen=True)
     session.execute(delete(RuleTarget).where(RuleTarget.run_id == run.id))
     if run.kind == "apply":

@@ -410,7 +410,7 @@ class RuleTarget(Base):
     from_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     to_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     action: Mapped[str] = mapped_column(String(8))  # write | skip
-    proposal_status: Mapped[str] = mapped_column(String(16))  # change | unchanged | kept | blocked
+    proposal_status: Mapped[str] = mapped_column(String(16))  # change | unchanged | kept | blocked | stale
     reason: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -486,7 +486,7 @@ class ReconciliationMismatch(Base):
 
 
 class RuleRunMetrics(Base):
-    """Per-run figures kept for monitoring (one row per run, replaced when the run changes)."""
+    """Per-run figures kept for monitoring (one row per run, rewritten at the end of each apply)."""
 
     __tablename__ = "rule_run_metrics"
 

@@ -113,6 +113,75 @@ JOIN competitor_listings l ON l.id = o.listing_id
 JOIN competitors c ON c.id = l.competitor_id
 JOIN variants v ON v.id = l.variant_id
 """,
+    "v_audit": """
+SELECT
+    e.id AS event_id,
+    e.created_at,
+    t.slug AS tenant,
+    p.slug AS project,
+    e.run_id,
+    e.event_type,
+    e.actor,
+    e.correlation_id,
+    e.payload
+FROM event_log e
+LEFT JOIN tenants t ON t.id = e.tenant_id
+LEFT JOIN projects p ON p.id = e.project_id
+""",
+    "v_price_audit": """
+SELECT
+    a.id AS audit_id,
+    a.created_at,
+    t.slug AS tenant,
+    p.slug AS project,
+    a.run_id,
+    r.kind AS run_kind,
+    a.target_id,
+    a.sku,
+    a.event_type,
+    a.actor,
+    CAST(a.from_price AS NUMERIC) AS from_price,
+    CAST(a.to_price AS NUMERIC) AS to_price,
+    a.currency,
+    a.correlation_id,
+    a.idempotency_key,
+    a.note,
+    rt.explain
+FROM price_audit a
+JOIN tenants t ON t.id = a.tenant_id
+JOIN projects p ON p.id = a.project_id
+JOIN rule_runs r ON r.id = a.run_id
+JOIN rule_targets rt ON rt.id = a.target_id
+""",
+    "v_rule_runs": """
+SELECT
+    r.id AS run_id,
+    t.slug AS tenant,
+    p.slug AS project,
+    pr.name AS rule,
+    r.kind,
+    r.state,
+    r.requested_by,
+    r.queued_at,
+    r.started_at,
+    r.completed_at,
+    r.failed_at,
+    m.targets_total,
+    m.targets_write,
+    m.targets_applied,
+    m.targets_failed,
+    CAST(m.success_rate AS NUMERIC) AS success_rate,
+    CAST(m.duration_seconds AS NUMERIC) AS duration_seconds,
+    m.dlq_size,
+    m.throttled_count,
+    m.retry_count,
+    m.write_requests
+FROM rule_runs r
+JOIN tenants t ON t.id = r.tenant_id
+JOIN projects p ON p.id = r.project_id
+LEFT JOIN pricing_rules pr ON pr.id = r.rule_id
+LEFT JOIN rule_run_metrics m ON m.run_id = r.id
+""",
 }
 
 

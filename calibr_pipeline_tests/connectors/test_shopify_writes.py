@@ -199,7 +199,7 @@ def test_input_is_checked_before_anything_is_sent(client, shop):
     product = shop.products[0]
     v = product.variants[0]
     with pytest.raises(ValueError, match="twice"):
-        write(client, product, [VariantPriceUpdate(v.gid, Decimal("1")), VariantPriceUpdate(v.gid, Decimal("2"))])
+        write(client, product, [VariantPriceUpdate(v.gid, Decimal(1)), VariantPriceUpdate(v.gid, Decimal(2))])
     with pytest.raises(ValueError, match="finite Decimal"):
         write(client, product, [VariantPriceUpdate(v.gid, 1.5)])  # type: ignore[arg-type]
     assert write(client, product, []).results == []
@@ -238,9 +238,9 @@ def test_timeouts_exhaust_as_timeout(admin, shop):
     product = shop.products[0]
     admin.faults("shop").slow(next=3, delay=0.6)
     sleep = RecordingSleep()
-    with ShopifyAdminClient(admin.shop_url("shop"), shop.access_token, timeout=(1.0, 0.15)) as client:
-        with pytest.raises(ShopifyAdminError) as caught:
-            write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
+    client = ShopifyAdminClient(admin.shop_url("shop"), shop.access_token, timeout=(1.0, 0.15))
+    with client, pytest.raises(ShopifyAdminError) as caught:
+        write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert caught.value.error_class is ErrorClass.TIMEOUT
     assert len(sleep.waits) == 2
 

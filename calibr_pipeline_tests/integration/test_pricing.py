@@ -300,3 +300,29 @@ def test_hourly_dlq_drain_retries_only_transient_dead_letters(defs, world, wareh
     with session_scope(warehouse_url) as session:
         left = dict(session.execute(select(DeadLetter.target_id, DeadLetter.error_type).where(DeadLetter.run_id == run_id, DeadLetter.resolved_at.is_(None))).all())
     assert list(left.values()) == ["INVALID_INPUT"]
+
+
+def test_audit_views_and_paginated_audit_query(defs, world, warehouse_url, instance):
+    from sqlalchemy import text
+
+    from calibr_pipeline.services.audit import AuditFilters, query_audit
+    from calibr_pipeline.warehouse.engine import get_engine
+
+    run_id, _ = _new_run(warehouse_url)
+    assert _execute(defs, instance, "apply_run", run_id).success
+    targets = _targets(warehouse_url, run_id)
+    with get_engine(warehouse_url).connect() as connection:
+        audited = connection.execute(text("SELECT sku, to_price, explain FROM v_price_audit WHERE run_id = :r ORDER BY sku"), {"r": run_id}).all()
+        run_row = connection.execute(text("SELECT state, targets_applied FROM v_rule_runs WHERE run_id = :r"), {"r": run_id}).one()
+        kinds = {row[0] for row in connection.execute(text("SELECT event_type FROM v_audit WHERE run_id = :r"), {"r": run_id})}
+    assert len(audited) == len(targets) and tuple(run_row) == ("APPLIED", len(targets))
+    assert {"automation.run.queued", "automation.run.applying", "price.applied", "automation.run.completed"} <= kinds
+
+    seen, cursor = [], None
+    with session_scope(warehouse_url) as session:
+        while True:
+            page, cursor = query_audit(session, AuditFilters(project=TENANT, run_id=run_id, event_types=("price.applied",)), limit=7, cursor=cursor)
+            seen += [row["payload"]["sku"] for row in page]
+            if cursor is None:
+                break
+    assert sorted(seen) == sorted(t.sku for t in targets) and len(seen) == len(set(seen))

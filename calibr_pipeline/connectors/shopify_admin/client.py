@@ -44,7 +44,11 @@ from calibr_pipeline.connectors.graphql_schema import (
     ADMIN_API_VERSION,
     load_admin_schema,
 )
-from calibr_pipeline.connectors.shopify_admin.bucket import CostBucket, Reservation, ThrottleStatus
+from calibr_pipeline.connectors.shopify_admin.bucket import (
+    CostBucket,
+    Reservation,
+    ThrottleStatus,
+)
 from calibr_pipeline.connectors.shopify_admin.cost import (
     SINGLE_QUERY_MAX_COST,
     requested_query_cost,
@@ -308,7 +312,7 @@ class ShopifyAdminClient:
                 self.stats.actual_cost += int(answer.cost.get("actualQueryCost") or 0)
         return answer
 
-    def count(self, **deltas: int | float) -> None:
+    def count(self, **deltas: float) -> None:
         """Add to :attr:`stats` from outside (e.g. ``retries=1`` by a caller's own retry loop)."""
         with self._stats_lock:
             for name, delta in deltas.items():

@@ -49,7 +49,10 @@ from typing import Any, Protocol
 
 import tenacity
 
-from calibr_pipeline.connectors.shopify_admin.client import AdminAnswer, ShopifyAdminClient
+from calibr_pipeline.connectors.shopify_admin.client import (
+    AdminAnswer,
+    ShopifyAdminClient,
+)
 from calibr_pipeline.connectors.shopify_admin.documents import load_document
 from calibr_pipeline.connectors.shopify_admin.errors import ShopifyAdminError
 from calibr_pipeline.domain.backoff import retry_after_of

@@ -27,17 +27,26 @@ def _targets_table(targets: list[RuleTarget], limit: int = 25) -> str:
     return "| SKU | from | to | proposal | state | reason |\n|---|---|---|---|---|---|\n" + rows + more
 
 
+class PreviewConfig(dg.Config):
+    """``refresh`` recomputes targets already previewed (only while the run is QUEUED)."""
+
+    refresh: bool = False
+
+
 @dg.asset(
     partitions_def=RULE_RUN_PARTITIONS,
     group_name="pricing",
     kinds={"python", "sql"},
     description=(
         "The preview: per-SKU targets of the run with from/to price and an explain trace, in "
-        "`rule_targets`; no writes. Recomputed while the run is QUEUED, frozen once it starts. "
+        "`rule_targets`; no writes. Computed once while the run is QUEUED (config `refresh` "
+        "recomputes it), frozen once it starts: the apply writes what the preview showed. "
         "Revert runs read the shop to skip variants whose price changed since we wrote it."
     ),
 )
-def rule_targets(context: dg.AssetExecutionContext, warehouse: WarehouseResource, shopify_admin: ShopifyAdminResource) -> dg.MaterializeResult:
+def rule_targets(
+    context: dg.AssetExecutionContext, config: PreviewConfig, warehouse: WarehouseResource, shopify_admin: ShopifyAdminResource
+) -> dg.MaterializeResult:
     run_id = context.partition_key
     with warehouse.session() as session:
         run = get_run(session, run_id)
@@ -47,7 +56,7 @@ def rule_targets(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             gids = session.scalars(select(RuleTarget.variant_external_id).where(RuleTarget.run_id == run.source_run_id)).all()
             shop_prices = read_variant_prices(shopify_admin.client_for(shop), list(gids))
         try:
-            stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset)
+            stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset, refresh=config.refresh)
         except CalibrError as exc:
             raise dg.Failure(str(exc)) from exc
         targets = session.scalars(select(RuleTarget).where(RuleTarget.run_id == run_id).order_by(RuleTarget.action.desc(), RuleTarget.sku)).all()

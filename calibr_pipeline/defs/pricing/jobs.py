@@ -8,7 +8,8 @@ preview_rule_job = dg.define_asset_job(
     "preview_rule",
     selection=dg.AssetSelection.assets("rule_targets"),
     partitions_def=RULE_RUN_PARTITIONS,
-    description="Compute the run's targets with explain traces; writes nothing to the shop.",
+    config={"ops": {"rule_targets": {"config": {"refresh": True}}}},
+    description="Compute (or refresh) the run's targets with explain traces; writes nothing to the shop.",
 )
 
 apply_run_job = dg.define_asset_job(
