@@ -515,3 +515,42 @@ class WarehouseMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+class ProbeResult(Base):
+    """One synthetic probe of an endpoint (our /health, the Dagster webserver)."""
+
+    __tablename__ = "probe_results"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    target: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(500))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    probed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_probe_results_target_time", "target", "probed_at"),)
+
+
+class SlaReport(Base):
+    """Monthly uptime per probe target against the SLA target (one row per month and target)."""
+
+    __tablename__ = "sla_reports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    month: Mapped[date] = mapped_column(Date)  # first day of the month
+    target: Mapped[str] = mapped_column(String(200))
+    probes: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    uptime_pct: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    sla_target_pct: Mapped[Decimal] = mapped_column(ExactDecimal)
+    met: Mapped[bool | None] = mapped_column(Boolean)
+    longest_outage_minutes: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("month", "target"),)

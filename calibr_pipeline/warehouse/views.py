@@ -182,6 +182,19 @@ JOIN projects p ON p.id = r.project_id
 LEFT JOIN pricing_rules pr ON pr.id = r.rule_id
 LEFT JOIN rule_run_metrics m ON m.run_id = r.id
 """,
+    "v_sla_monthly": """
+SELECT
+    s.month,
+    s.target,
+    s.probes,
+    s.successes,
+    CAST(s.uptime_pct AS NUMERIC) AS uptime_pct,
+    CAST(s.sla_target_pct AS NUMERIC) AS sla_target_pct,
+    s.met,
+    s.longest_outage_minutes,
+    s.computed_at
+FROM sla_reports s
+""",
 }
 
 

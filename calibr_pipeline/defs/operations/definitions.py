@@ -1,0 +1,157 @@
+"""Operations: synthetic probes, the monthly SLA report, run-failure alerts, freshness checks."""
+
+import os
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import requests
+from sqlalchemy import delete, select
+
+from calibr_pipeline.connectors.alerts import Alert
+from calibr_pipeline.defs.resources import AlertsResource, WarehouseResource
+from calibr_pipeline.domain.sla import SLA_TARGET_PCT, Probe, uptime
+from calibr_pipeline.warehouse.models import ProbeResult, SlaReport
+
+PROBE_TARGETS_ENV = "CALIBR_PROBE_TARGETS"
+DEFAULT_PROBE_TARGETS = "calibr_health=http://127.0.0.1:9464/health,dagster_webserver=http://127.0.0.1:3000/server_info"
+
+
+def probe_targets(environ=None) -> dict[str, str]:
+    """``name=url`` pairs from CALIBR_PROBE_TARGETS (comma-separated)."""
+    raw = (environ or os.environ).get(PROBE_TARGETS_ENV, DEFAULT_PROBE_TARGETS)
+    targets = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise dg.Failure(f"{PROBE_TARGETS_ENV} entry {item!r} must look like name=http://host:port/path")
+        targets[name.strip()] = url.strip()
+    return targets
+
+
+class ProbeConfig(dg.Config):
+    timeout_s: float = 5.0
+
+
+@dg.op(description="Probe each target once (HTTP GET, 2xx = up) and record the result in `probe_results`.")
+def run_probes(context: dg.OpExecutionContext, config: ProbeConfig, warehouse: WarehouseResource) -> dict:
+    results = {}
+    with warehouse.session() as session:
+        for name, url in probe_targets().items():
+            started = time.monotonic()
+            status, error = None, None
+            try:
+                response = requests.get(url, timeout=config.timeout_s)
+                status = response.status_code
+                ok = 200 <= status < 300
+                if not ok:
+                    error = f"HTTP {status}"
+            except requests.RequestException as exc:
+                ok, error = False, f"{type(exc).__name__}: {str(exc)[:300]}"
+            latency = int((time.monotonic() - started) * 1000)
+            session.add(ProbeResult(target=name, url=url, ok=ok, status_code=status, latency_ms=latency, error=error))
+            results[name] = {"ok": ok, "status": status, "latency_ms": latency, "error": error}
+            (context.log.info if ok else context.log.warning)(f"probe {name} {url}: {'up' if ok else error} in {latency} ms")
+    return results
+
+
+@dg.job(description="Synthetic probes of /health and the Dagster webserver (targets: CALIBR_PROBE_TARGETS).")
+def synthetic_probes():
+    run_probes()
+
+
+probe_schedule = dg.ScheduleDefinition(
+    name="synthetic_probe_schedule",
+    job=synthetic_probes,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 5 minutes: probe the endpoints and record the results.",
+)
+
+MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+
+
+@dg.asset(
+    partitions_def=MONTHLY,
+    group_name="operations",
+    kinds={"sql"},
+    description=f"Monthly uptime per probe target from `probe_results`, against the {SLA_TARGET_PCT} % SLA, in `sla_reports`.",
+)
+def sla_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    month = date.fromisoformat(context.partition_key)
+    start = datetime(month.year, month.month, 1, tzinfo=timezone.utc)
+    end = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=timezone.utc)
+    rows = {}
+    with warehouse.session() as session:
+        probes: dict[str, list[Probe]] = {}
+        for target, at, ok in session.execute(
+            select(ProbeResult.target, ProbeResult.probed_at, ProbeResult.ok).where(ProbeResult.probed_at >= start, ProbeResult.probed_at < end)
+        ):
+            probes.setdefault(target, []).append(Probe(at, ok))
+        session.execute(delete(SlaReport).where(SlaReport.month == month))
+        for target, samples in sorted(probes.items()):
+            result = uptime(samples)
+            session.add(
+                SlaReport(
+                    month=month, target=target, probes=result.probes, successes=result.successes, uptime_pct=result.uptime_pct,
+                    sla_target_pct=SLA_TARGET_PCT, met=result.met, longest_outage_minutes=int(result.longest_outage / timedelta(minutes=1)),
+                )
+            )
+            rows[target] = {"uptime_pct": str(result.uptime_pct), "met": result.met, "probes": result.probes}
+    table = "| target | uptime % | SLA met | probes |\n|---|---|---|---|\n" + "\n".join(
+        f"| {t} | {r['uptime_pct']} | {r['met']} | {r['probes']} |" for t, r in rows.items()
+    )
+    return dg.MaterializeResult(metadata={"targets": len(rows), "report": dg.MetadataValue.md(table if rows else "no probes this month")})
+
+
+sla_monthly_job = dg.define_asset_job("sla_monthly", selection=[sla_report], partitions_def=MONTHLY)
+
+
+@dg.schedule(job=sla_monthly_job, cron_schedule="30 0 * * *", execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Daily 00:30 UTC: refresh the current month's SLA report.")
+def sla_report_schedule(context: dg.ScheduleEvaluationContext):
+    month = context.scheduled_execution_time.date().replace(day=1).isoformat()
+    return dg.RunRequest(run_key=f"sla:{context.scheduled_execution_time.date()}", partition_key=month)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every failed Dagster run is delivered through the alerts resource (Slack, webhook, email, PagerDuty).",
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResource, warehouse: WarehouseResource) -> None:
+    run = context.dagster_run
+    message = context.failure_event.message or "run failed"
+    partition = run.tags.get("dagster/partition", "")
+    alerts.send(
+        Alert(
+            severity="error",
+            title=f"Dagster run of {run.job_name} failed" + (f" ({partition})" if partition else ""),
+            message=message[:2000],
+            source=f"dagster:{run.job_name}",
+            tenant=run.tags.get("dagster/partition/tenant"),
+            details={"run_id": run.run_id, "job": run.job_name, "partition": partition, "tags": {k: v for k, v in run.tags.items() if not k.startswith(".")}},
+            dedup_key=f"run-failure:{run.job_name}:{partition}",
+        ),
+        warehouse,
+    )
+
+
+# Daily assets must have been materialized within a day (+2 h grace); the freshness
+# sensor evaluates the checks so a missed schedule shows in the UI and in alerts.
+DAILY_FRESHNESS_CHECKS = dg.build_last_update_freshness_checks(
+    assets=["competitor_price_observations", "normalized_price_snapshots", "market_position"],
+    lower_bound_delta=timedelta(hours=26),
+)
+freshness_sensor = dg.build_sensor_for_freshness_checks(
+    freshness_checks=DAILY_FRESHNESS_CHECKS, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING
+)
+
+defs = dg.Definitions(
+    assets=[sla_report],
+    asset_checks=DAILY_FRESHNESS_CHECKS,
+    jobs=[synthetic_probes, sla_monthly_job],
+    schedules=[probe_schedule, sla_report_schedule],
+    sensors=[run_failure_alerts, freshness_sensor],
+)
