@@ -1,0 +1,1 @@
+"""Checks of the monitoring configuration in monitoring/ (Prometheus, Alertmanager, Grafana)."""
