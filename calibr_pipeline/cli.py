@@ -273,6 +273,24 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
+# --- monitoring ------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    """Prometheus /metrics and /health endpoints (docs/metrics-reference.md); runs until Ctrl-C/SIGTERM."""
+    from calibr_pipeline.monitoring.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise CalibrError(f"--port {args.port} is not a TCP port (0-65535)")
+    url = args.warehouse_url or settings.warehouse_url()  # read only: the server never migrates
+    instance = None if args.no_dagster else _dagster_instance()
+    try:
+        serve(args.host, args.port, url, instance)
+    except OSError as exc:  # address in use, permission denied
+        raise CalibrError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    return 0
+
+
 # --- pricing rules and runs ------------------------------------------------------------
 
 
@@ -659,6 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("serve", help="serve Prometheus /metrics, /health and /health/detailed (see docs/metrics-reference.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=9464, help="TCP port (default 9464)")
+    p.add_argument("--no-dagster", action="store_true", help="do not open the Dagster instance (no schedule, queue or daemon figures)")
+    p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
     return parser
 

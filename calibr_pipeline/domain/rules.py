@@ -39,6 +39,8 @@ competitor are separate offers, as in :mod:`calibr_pipeline.domain.market`.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -562,8 +564,22 @@ def _amount_text(value: Decimal, exponent: int) -> str:
     return _fmt(value.normalize())
 
 
+@functools.lru_cache(maxsize=64)
+def _rule_document(rule: PricingRule) -> dict:
+    """rule_to_dict once per rule for the explain traces; read-only (``_json`` copies it)."""
+    return rule_to_dict(rule)
+
+
 def _json(value: Any, exponent: int) -> Any:
     """JSON-safe copy; Decimals here are amounts (percentages are formatted before they get here)."""
+    # Exact-type fast paths first: a 100,000-SKU preview builds millions of these nodes.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {str(k): _json(v, exponent) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_json(v, exponent) for v in value]
     if isinstance(value, Decimal):
         return _amount_text(value, exponent)
     if isinstance(value, datetime):
@@ -611,7 +627,7 @@ class _Trace:
 
     def finish(self, status: Status, to_price: Decimal, reason: str) -> TargetProposal:
         self.step(9, "final", status=status, to_price=to_price, reason=reason)
-        document = rule_to_dict(self.rule)
+        document = _rule_document(self.rule)
         explain = {
             "rule": self.rule.name,
             "currency": self.rule.currency,

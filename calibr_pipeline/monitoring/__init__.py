@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MonitoringServer", "serve", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MonitoringServer", "serve"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package must stay cheap for run processes

@@ -2,9 +2,10 @@
 
 Shopify Admin calls happen inside Dagster run processes, so the ``calibr serve`` process
 cannot count them in memory. Run processes aggregate their requests in memory
-(:class:`ConnectorStatsRecorder`) and add them to ``connector_request_stats`` with
-:func:`record` (one row per connector, status class, tenant, Dagster run and minute;
-repeated calls add to the row). The metrics collector sums the table at scrape time into
+(:class:`ConnectorStatsRecorder`, fed by :class:`RecordingSession` around the client's
+``requests`` session, see :func:`recording_clients`) and add them to
+``connector_request_stats`` with :func:`record` (one row per connector, status class,
+tenant, Dagster run and minute; repeated calls add to the row). The metrics collector sums the table at scrape time into
 ``calibr_connector_requests_total`` and ``calibr_connector_request_duration_seconds``.
 
 Until ``warehouse/models.py`` declares ``ConnectorRequestStat`` (see the patch in
@@ -17,9 +18,12 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -75,7 +79,7 @@ def _define_table(metadata: MetaData) -> Table:
         Column("sum_seconds", Float, nullable=False, default=0.0),
         *(Column(name, Integer, nullable=False, default=0) for name in BUCKET_COLUMNS),
         Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
-        UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute"),
+        UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
         Index("ix_connector_request_stats_minute", "minute"),
     )
 
@@ -186,23 +190,46 @@ class ConnectorStatsRecorder:
     """Thread-safe in-memory aggregation of one process's connector requests.
 
     ``observe`` is cheap (a lock and a few additions) and is meant to be called for
-    every HTTP request; ``flush`` writes what was observed since the last flush to the
-    warehouse and never raises (monitoring must not fail a pricing run).
+    every HTTP request. ``flush`` writes what was observed since the last flush and
+    never raises (monitoring must not fail a pricing run); with ``warehouse_url`` set,
+    ``observe`` also flushes by itself every ``flush_every_s`` seconds, so a long run
+    shows up while it is running. The tenant is given, or resolved from ``project_id``
+    at the first flush.
     """
 
-    def __init__(self, connector: str, *, tenant_id: int | None = None, dagster_run_id: str | None = None):
+    def __init__(
+        self,
+        connector: str,
+        *,
+        tenant_id: int | None = None,
+        project_id: int | None = None,
+        dagster_run_id: str | None = None,
+        warehouse_url: str | None = None,
+        flush_every_s: float = 60.0,
+    ):
         if connector not in CONNECTORS:
             raise ValueError(f"connector must be one of {CONNECTORS}, got {connector!r}")
         self.connector = connector
         self.tenant_id = tenant_id
+        self.project_id = project_id
         self.dagster_run_id = dagster_run_id
+        self.warehouse_url = warehouse_url
+        self.flush_every_s = flush_every_s
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, datetime], Aggregate] = {}
+        self._last_flush = time.monotonic()
 
     def observe(self, status: str, seconds: float, *, at: datetime | None = None) -> None:
+        if status not in STATUS_CLASSES:
+            status = "error"
         key = (status, minute_of(at or utcnow()))
         with self._lock:
             self._pending.setdefault(key, Aggregate()).observe(seconds)
+            due = self.warehouse_url is not None and time.monotonic() - self._last_flush >= self.flush_every_s
+            if due:
+                self._last_flush = time.monotonic()
+        if due:
+            self.flush()
 
     def observe_http(self, http_status: int | None, seconds: float, *, throttled: bool = False) -> None:
         self.observe(status_class(http_status, throttled=throttled), seconds)
@@ -211,16 +238,21 @@ class ConnectorStatsRecorder:
         with self._lock:
             return dict(self._pending)
 
-    def flush(self, warehouse_url: str) -> int:
+    def flush(self, warehouse_url: str | None = None) -> int:
         """Write and forget the pending aggregates; returns the number of requests written."""
+        url = warehouse_url or self.warehouse_url
         with self._lock:
             pending, self._pending = self._pending, {}
-        if not pending:
+            self._last_flush = time.monotonic()
+        if not pending or url is None:
+            self._restore(pending)
             return 0
         from calibr_pipeline.warehouse.engine import get_engine
 
         try:
-            with get_engine(warehouse_url).begin() as connection:
+            with get_engine(url).begin() as connection:
+                if self.tenant_id is None and self.project_id is not None:
+                    self.tenant_id = connection.scalar(select(models.Project.tenant_id).where(models.Project.id == self.project_id))
                 for (status, minute), aggregate in pending.items():
                     record(
                         connection, self.connector, status, aggregate,
@@ -228,14 +260,89 @@ class ConnectorStatsRecorder:
                     )
         except Exception as exc:  # noqa: BLE001 - figures are best effort; the run goes on
             log.warning("could not record %s request stats: %s", self.connector, type(exc).__name__)
-            with self._lock:  # keep them for the next flush
-                for key, aggregate in pending.items():
-                    mine = self._pending.setdefault(key, Aggregate())
-                    mine.count += aggregate.count
-                    mine.sum_seconds += aggregate.sum_seconds
-                    mine.buckets = [a + b for a, b in zip(mine.buckets, aggregate.buckets)]
+            self._restore(pending)  # kept for the next flush
             return 0
         return sum(a.count for a in pending.values())
+
+    def _restore(self, pending: dict[tuple[str, datetime], Aggregate]) -> None:
+        with self._lock:
+            for key, aggregate in pending.items():
+                mine = self._pending.setdefault(key, Aggregate())
+                mine.count += aggregate.count
+                mine.sum_seconds += aggregate.sum_seconds
+                mine.buckets = [a + b for a, b in zip(mine.buckets, aggregate.buckets)]
+
+
+class RecordingSession:
+    """Wraps a ``requests.Session``: every ``post`` is timed and counted in a recorder.
+
+    The Shopify Admin client sends everything through ``self.session.post``, so
+    replacing ``client.session`` with this wrapper records every HTTP attempt (retries
+    included) without changing the client. A 200 answer whose body carries a
+    ``THROTTLED`` error code counts as ``throttled``; a request that got no answer
+    (timeout, connection error) counts as ``error``.
+    """
+
+    def __init__(self, inner: Any, recorder: ConnectorStatsRecorder):
+        self._inner = inner
+        self._recorder = recorder
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            response = self._inner.post(*args, **kwargs)
+        except Exception:
+            self._recorder.observe("error", time.perf_counter() - started)
+            raise
+        elapsed = time.perf_counter() - started
+        try:
+            throttled = response.status_code == 200 and b'"THROTTLED"' in (response.content or b"")
+            self._recorder.observe_http(response.status_code, elapsed, throttled=throttled)
+        except Exception:
+            log.debug("could not count a request", exc_info=True)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextmanager
+def recording_clients(
+    client_for: Callable[[Any], Any],
+    warehouse_url: str,
+    *,
+    connector: str = "shopify_admin",
+    dagster_run_id: str | None = None,
+) -> Iterator[Callable[[Any], Any]]:
+    """A ``client_for(shop)`` factory whose clients record their requests; flushed on exit.
+
+    Usage in an asset (``shopify_admin.client_for`` is the resource's factory)::
+
+        with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
+            summary = apply_run(warehouse.resolved_url, run_id, client_for, ...)
+    """
+    recorders: list[ConnectorStatsRecorder] = []
+
+    def factory(shop: Any) -> Any:
+        client = client_for(shop)
+        try:
+            recorder = ConnectorStatsRecorder(
+                connector,
+                project_id=getattr(shop, "project_id", None),
+                dagster_run_id=dagster_run_id,
+                warehouse_url=warehouse_url,
+            )
+            client.session = RecordingSession(client.session, recorder)
+            recorders.append(recorder)
+        except Exception:
+            log.debug("could not attach a request recorder", exc_info=True)
+        return client
+
+    try:
+        yield factory
+    finally:
+        for recorder in recorders:
+            recorder.flush()
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,24 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from calibr_pipeline.monitoring._engine import describe_error, monitoring_engine, sqlite_file_missing
-from calibr_pipeline.warehouse.models import OutboxDeadLetter, OutboxEvent, Project, Shop
+from calibr_pipeline.monitoring._engine import (
+    describe_error,
+    monitoring_engine,
+    sqlite_file_missing,
+)
+from calibr_pipeline.warehouse.models import (
+    OutboxDeadLetter,
+    OutboxEvent,
+    Project,
+    Shop,
+)
 from calibr_pipeline.warehouse.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -52,8 +61,11 @@ class HealthThresholds:
     connectors_cache_s: float = 5.0  # shop checks are reused for this long (0: always fresh)
 
 
+DEFAULT_THRESHOLDS = HealthThresholds()
+
+
 def iso_now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def liveness() -> dict[str, Any]:
@@ -68,7 +80,7 @@ def expected_revision(warehouse_url: str) -> str | None:
         from calibr_pipeline.warehouse.engine import alembic_config
 
         return ScriptDirectory.from_config(alembic_config(warehouse_url)).get_current_head()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("cannot read the Alembic head", exc_info=True)
         return None
 
@@ -81,7 +93,7 @@ class HealthChecker:
         instance: Any | None = None,
         instance_lock: threading.Lock | None = None,
         engine: Engine | None = None,
-        thresholds: HealthThresholds = HealthThresholds(),
+        thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
         clock: Callable[[], datetime] = utcnow,
         http: requests.Session | None = None,
     ):
@@ -193,7 +205,10 @@ class HealthChecker:
         self, _project: str, _name: str, endpoint: str | None, api_version: str | None, token: str | None, currency: str | None
     ) -> dict[str, Any]:
         """One authenticated request; the token is sent, never reported."""
-        from calibr_pipeline.connectors.shopify_admin.client import ACCESS_TOKEN_HEADER, admin_graphql_url
+        from calibr_pipeline.connectors.shopify_admin.client import (
+            ACCESS_TOKEN_HEADER,
+            admin_graphql_url,
+        )
 
         if not endpoint or not token:
             return {"reachable": False, "reason": "no Admin API endpoint or access token configured"}

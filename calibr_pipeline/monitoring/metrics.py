@@ -24,13 +24,32 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
-from sqlalchemy import Numeric, and_, case, cast, func, inspect, literal_column, select, text
+from sqlalchemy import (
+    Numeric,
+    and_,
+    case,
+    cast,
+    func,
+    inspect,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from calibr_pipeline.monitoring import connector_stats
-from calibr_pipeline.monitoring._engine import describe_error, monitoring_engine, sqlite_file_missing
+from calibr_pipeline.monitoring._engine import (
+    describe_error,
+    monitoring_engine,
+    sqlite_file_missing,
+)
 from calibr_pipeline.warehouse.models import (
     CompetitorListing,
     CompetitorPriceObservation,
@@ -142,12 +161,12 @@ class CalibrCollector(Collector):
             families: list[Metric] = []
             try:
                 families.extend(self._collect_warehouse())
-            except Exception:  # noqa: BLE001 - a scrape never fails
+            except Exception:
                 log.exception("warehouse metrics failed")
                 families.append(_gauge("calibr_warehouse_up", "1 when every warehouse query of this scrape succeeded.", value=0))
             try:
                 families.extend(self._collect_dagster())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("Dagster instance metrics failed")
         yield from families
 
@@ -436,10 +455,11 @@ class CalibrCollector(Collector):
             return []
         success = GaugeMetricFamily("calibr_probe_success", "1 when the newest synthetic probe of the target succeeded.", labels=["target"])
         duration = GaugeMetricFamily("calibr_probe_duration_seconds", "Duration of the newest synthetic probe of the target.", labels=["target"])
-        for target, ok, elapsed in connection.execute(text(shape.newest_sql())):
-            success.add_metric([str(target)], 1.0 if _truthy(ok) else 0.0)
+        newest = {str(target): (ok, elapsed) for target, ok, elapsed in connection.execute(text(shape.newest_sql()))}
+        for target, (ok, elapsed) in sorted(newest.items()):  # one sample per target even on timestamp ties
+            success.add_metric([target], 1.0 if _truthy(ok) else 0.0)
             if elapsed is not None:
-                duration.add_metric([str(target)], float(elapsed) * shape.duration_scale)
+                duration.add_metric([target], float(elapsed) * shape.duration_scale)
         return [success, duration]
 
     # -- Dagster ------------------------------------------------------------------------------
@@ -496,7 +516,7 @@ class ProbeTableShape:
         return (
             f"SELECT p.{self.target}, p.{self.success}, {duration} FROM {PROBE_TABLE} p "
             f"JOIN (SELECT {self.target} AS t, MAX({self.order}) AS newest FROM {PROBE_TABLE} GROUP BY {self.target}) n "
-            f"ON n.t = p.{self.target} AND n.newest = p.{self.order} ORDER BY p.{self.target}"
+            f"ON n.t = p.{self.target} AND n.newest = p.{self.order} ORDER BY p.{self.target}, p.{self.order}"
         )
 
 
@@ -517,7 +537,7 @@ def known_schedule_names(instance: Any) -> set[str]:
         from dagster._core.scheduler.instigation import InstigatorType
 
         return {state.instigator_name for state in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)}
-    except Exception:  # noqa: BLE001 - private API; the fixed list is enough
+    except Exception:
         log.debug("could not list schedule states", exc_info=True)
         return set()
 
@@ -599,12 +619,12 @@ class _SingleMetric(Collector):
 
 
 __all__ = [
+    "CONNECTOR_DURATION_BUCKETS",
+    "RULE_RUN_DURATION_BUCKETS",
+    "SCHEDULE_NAMES",
     "CalibrCollector",
     "HttpMetrics",
     "build_registry",
     "dagster_facts",
     "heartbeat_age",
-    "RULE_RUN_DURATION_BUCKETS",
-    "CONNECTOR_DURATION_BUCKETS",
-    "SCHEDULE_NAMES",
 ]

@@ -37,7 +37,12 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from calibr_pipeline.monitoring._engine import monitoring_engine, safe_url
-from calibr_pipeline.monitoring.health import HealthChecker, HealthThresholds, liveness
+from calibr_pipeline.monitoring.health import (
+    DEFAULT_THRESHOLDS,
+    HealthChecker,
+    HealthThresholds,
+    liveness,
+)
 from calibr_pipeline.monitoring.metrics import build_registry
 
 log = logging.getLogger(__name__)
@@ -54,10 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "calibr-serve"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self._dispatch(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
     def _method_not_allowed(self) -> None:
@@ -67,14 +72,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, JSON_TYPE, body, head=False, extra={"Allow": "GET, HEAD"})
         self.server.app.observe(handler, self.command, HTTPStatus.METHOD_NOT_ALLOWED, time.perf_counter() - started)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
 
     def _dispatch(self, *, head: bool) -> None:
         started = time.perf_counter()
         handler = _route(self.path)
         try:
             status, content_type, body = self.server.app.handle(handler, strict=_strict(self.path))
-        except Exception:  # noqa: BLE001 - never a traceback to the client
+        except Exception:
             log.exception("unexpected error answering %s", handler)
             status, content_type, body = (
                 HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -97,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
 
@@ -128,7 +133,7 @@ class MonitoringApp:
         warehouse_url: str,
         *,
         instance: Any | None = None,
-        thresholds: HealthThresholds = HealthThresholds(),
+        thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
     ):
         self.warehouse_url = warehouse_url
         engine = monitoring_engine(warehouse_url)
@@ -158,7 +163,7 @@ class MonitoringApp:
         try:
             # method is bounded: http.server answers 501 itself for methods without a do_* handler
             self.http_metrics.observe(handler, method, int(status), seconds)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not count a request")
 
     def close(self) -> None:
@@ -179,7 +184,7 @@ class MonitoringServer:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         instance: Any | None = None,
-        thresholds: HealthThresholds = HealthThresholds(),
+        thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
     ):
         self.app = MonitoringApp(warehouse_url, instance=instance, thresholds=thresholds)
         try:
@@ -205,12 +210,12 @@ class MonitoringServer:
 
     def start(self) -> Self:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="calibr-serve", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="calibr-serve", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever()
+        self.httpd.serve_forever(poll_interval=0.1)
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -233,13 +238,17 @@ def serve(
     warehouse_url: str | None = None,
     instance: Any | None = None,
     *,
-    thresholds: HealthThresholds = HealthThresholds(),
+    thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
     ready: threading.Event | None = None,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM. ``warehouse_url`` None: from the environment."""
     from calibr_pipeline import settings
 
     url = warehouse_url or settings.warehouse_url()
+    # *_created series double every counter and histogram for no use here; this process is ours.
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
     server = MonitoringServer(url, host=host, port=port, instance=instance, thresholds=thresholds)
     stop = threading.Event()
 

@@ -204,54 +204,57 @@ def apply_run(
         start_run(session, run, actor=actor)
         shop = _shop_for_run(session, run)
     client = client_factory(shop)
-    summary = ApplySummary(run_id, RunState.APPLYING.value)
+    try:
+        summary = ApplySummary(run_id, RunState.APPLYING.value)
 
-    _recover_applying(warehouse_url, run_id, client, summary, actor=actor)
+        _recover_applying(warehouse_url, run_id, client, summary, actor=actor)
 
-    requests_made = 0
-    while True:
+        requests_made = 0
+        while True:
+            with session_scope(warehouse_url) as session:
+                pending = session.scalars(
+                    select(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state.in_([TargetState.PENDING.value, TargetState.APPLYING.value]))
+                    .order_by(RuleTarget.product_external_id, RuleTarget.id)
+                ).all()
+                if not pending:
+                    break
+                by_product: dict[str, list[int]] = defaultdict(list)
+                for target in pending:
+                    if target.state == TargetState.PENDING:
+                        check_target_transition(target.state, TargetState.APPLYING)
+                        target.state = TargetState.APPLYING.value
+                    target.last_attempt_at = utcnow()
+                    by_product[target.product_external_id].append(target.id)
+            # APPLYING is committed before the first request: a crash from here on is recovered
+            # by reading the shop, never by writing blindly.
+            for product_gid, target_ids in by_product.items():
+                _write_product(warehouse_url, run_id, client, product_gid, target_ids, summary, actor=actor, sleep=sleep)
+                requests_made += 1
+                if after_request is not None:
+                    after_request(requests_made)
+
+        stats = getattr(client, "stats", None)
+        summary.throttled = getattr(stats, "throttled", 0)
+        summary.retries = getattr(stats, "retries", 0)
+        summary.duration_seconds = round(time.monotonic() - started, 3)
         with session_scope(warehouse_url) as session:
-            pending = session.scalars(
-                select(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state.in_([TargetState.PENDING.value, TargetState.APPLYING.value]))
-                .order_by(RuleTarget.product_external_id, RuleTarget.id)
-            ).all()
-            if not pending:
-                break
-            by_product: dict[str, list[int]] = defaultdict(list)
-            for target in pending:
-                if target.state == TargetState.PENDING:
-                    check_target_transition(target.state, TargetState.APPLYING)
-                    target.state = TargetState.APPLYING.value
-                target.last_attempt_at = utcnow()
-                by_product[target.product_external_id].append(target.id)
-        # APPLYING is committed before the first request: a crash from here on is recovered
-        # by reading the shop, never by writing blindly.
-        for product_gid, target_ids in by_product.items():
-            _write_product(warehouse_url, run_id, client, product_gid, target_ids, summary, actor=actor, sleep=sleep)
-            requests_made += 1
-            if after_request is not None:
-                after_request(requests_made)
-
-    stats = getattr(client, "stats", None)
-    summary.throttled = getattr(stats, "throttled", 0)
-    summary.retries = getattr(stats, "retries", 0)
-    summary.duration_seconds = round(time.monotonic() - started, 3)
-    with session_scope(warehouse_url) as session:
-        run = get_run(session, run_id)
-        states = session.scalars(select(RuleTarget.state).where(RuleTarget.run_id == run_id, RuleTarget.action == "write")).all()
-        outcome = run_outcome(TargetState(s) for s in states)
-        check_run_transition(run.state, outcome)
-        run.state = outcome.value
-        now = utcnow()
-        if outcome is RunState.FAILED:
-            run.failed_at, run.error = now, _first_error(session, run_id)
-        else:
-            run.completed_at = now
-        run.run_metadata = {**(run.run_metadata or {}), "last_apply": {"write_requests": summary.write_requests, "throttled": summary.throttled, "retries": summary.retries, "seconds": summary.duration_seconds}}
-        record_event(session, "automation.run.completed", {"run_id": run_id, "state": outcome.value, "applied": summary.applied, "failed": summary.failed}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
-        write_run_metrics(session, run_id, throttled=summary.throttled, retries=summary.retries, write_requests=summary.write_requests)
-        summary.state = outcome.value
-    return summary
+            run = get_run(session, run_id)
+            states = session.scalars(select(RuleTarget.state).where(RuleTarget.run_id == run_id, RuleTarget.action == "write")).all()
+            outcome = run_outcome(TargetState(s) for s in states)
+            check_run_transition(run.state, outcome)
+            run.state = outcome.value
+            now = utcnow()
+            if outcome is RunState.FAILED:
+                run.failed_at, run.error = now, _first_error(session, run_id)
+            else:
+                run.completed_at = now
+            run.run_metadata = {**(run.run_metadata or {}), "last_apply": {"write_requests": summary.write_requests, "throttled": summary.throttled, "retries": summary.retries, "seconds": summary.duration_seconds}}
+            record_event(session, "automation.run.completed", {"run_id": run_id, "state": outcome.value, "applied": summary.applied, "failed": summary.failed}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
+            write_run_metrics(session, run_id, throttled=summary.throttled, retries=summary.retries, write_requests=summary.write_requests)
+            summary.state = outcome.value
+        return summary
+    finally:
+        client.close()
 
 
 def _first_error(session: Session, run_id: str) -> str | None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, cast, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.errors import CalibrError
@@ -151,38 +151,34 @@ def estimate_apply_seconds(products: int, preset: str | None) -> float:
     """Rate-limit floor plus latency: each product is one bulk update costing 10 points."""
     bucket, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
     cost = products * BULK_UPDATE_COST
-    return round(max(0, cost - bucket) / restore + products * ASSUMED_REQUEST_LATENCY_S, 1)
+    # Requests go one after another: the run takes whichever is longer, the rate-limit
+    # floor or the round trips (they overlap, so they do not add up).
+    return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S), 1)
 
 
 def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
     since = (now - timedelta(hours=max_age_hours + 24)).date()
-    rows = session.execute(
-        select(NormalizedPriceSnapshot, Competitor.trusted)
-        .join(Competitor, Competitor.id == NormalizedPriceSnapshot.competitor_id)
-        .join(CompetitorListing, CompetitorListing.id == NormalizedPriceSnapshot.listing_id)
-        .where(
-            NormalizedPriceSnapshot.project_id == project_id,
-            NormalizedPriceSnapshot.snapshot_date >= since,
-            NormalizedPriceSnapshot.amount_in_project_currency.is_not(None),
-            CompetitorListing.active.is_(True),
-        )
-        .order_by(NormalizedPriceSnapshot.listing_id, NormalizedPriceSnapshot.observed_at)
+    S = NormalizedPriceSnapshot
+    rows = session.execute(  # columns, not entities: no identity map, no JSON decoding
+        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted)
+        .join(Competitor, Competitor.id == S.competitor_id)
+        .join(CompetitorListing, CompetitorListing.id == S.listing_id)
+        .where(S.project_id == project_id, S.snapshot_date >= since, S.amount_in_project_currency.is_not(None), CompetitorListing.active.is_(True))
+        .order_by(S.listing_id, S.observed_at)
     ).all()
-    latest: dict[int, tuple[NormalizedPriceSnapshot, bool]] = {}
-    for snapshot, trusted in rows:
-        latest[snapshot.listing_id] = (snapshot, trusted)  # ordered by time: the last one wins
+    latest = {row.listing_id: row for row in rows}  # ordered by time: the last one wins
     wanted = set(variant_ids)
     inputs: dict[int, list[CompetitorPriceInput]] = {}
-    for snapshot, trusted in latest.values():
-        if snapshot.variant_id in wanted:
-            inputs.setdefault(snapshot.variant_id, []).append(
+    for row in latest.values():
+        if row.variant_id in wanted:
+            inputs.setdefault(row.variant_id, []).append(
                 CompetitorPriceInput(
-                    observation_id=snapshot.observation_id,
-                    competitor_id=snapshot.competitor_id,
-                    amount=snapshot.amount_in_project_currency,
-                    observed_at=snapshot.observed_at,
-                    trusted=bool(trusted),
-                    in_stock=snapshot.availability != "OutOfStock",
+                    observation_id=row.observation_id,
+                    competitor_id=row.competitor_id,
+                    amount=row.amount_in_project_currency,
+                    observed_at=row.observed_at,
+                    trusted=bool(row.trusted),
+                    in_stock=row.availability != "OutOfStock",
                 )
             )
     return inputs
@@ -266,25 +262,46 @@ def compute_targets(
     else:
         _replay_targets(session, run, shop_prices)
     session.flush()
-    for target in session.scalars(select(RuleTarget).where(RuleTarget.run_id == run.id)):
-        target.idempotency_key = f"{run.id}:{target.id}"
-    session.flush()
+    # One UPDATE instead of loading every target (and its explain JSON) to rewrite its key.
+    session.execute(
+        update(RuleTarget).where(RuleTarget.run_id == run.id).values(idempotency_key=literal(f"{run.id}:") + cast(RuleTarget.id, String)),
+        execution_options={"synchronize_session": False},
+    )
     return _stats(session, run, preset, frozen=False)
 
 
 def _rule_targets(session: Session, run: RuleRun, now: datetime) -> None:
     rule: RuleDefinition = parse_rule(run.rule_snapshot, currency=session.get(Project, run.project_id).currency, known_competitor_ids=known_competitor_ids(session, run.project_id))
-    skus = [(ctx, v, p) for ctx, v, p in _sku_contexts(session, run.project_id) if in_scope(rule, ctx)]
+    rows = session.execute(
+        select(Variant.id, Variant.sku, Variant.external_id, Variant.price, Variant.cost, Variant.map_price, Variant.currency,
+               Product.external_id.label("product_external_id"), Product.product_type, Product.vendor, Product.tags)
+        .join(Product, Product.id == Variant.product_id).where(Variant.project_id == run.project_id).order_by(Variant.sku)
+    ).all()
+    skus = []
+    for r in rows:
+        ctx = SkuContext(variant_id=r.id, sku=r.sku, product_type=r.product_type, vendor=r.vendor, tags=tuple(r.tags or ()),
+                         current_price=r.price, cost=r.cost, map_price=r.map_price, currency=r.currency)
+        if in_scope(rule, ctx):
+            skus.append((ctx, r.external_id, r.product_external_id))
     if not skus:
         raise CalibrError(f"rule {rule.name!r} matches no SKU in this project; check its scope")
     competitor_prices = _competitor_inputs(session, run.project_id, [ctx.variant_id for ctx, _, _ in skus], now, rule.guardrails.max_observation_age_hours)
-    for ctx, variant, product in skus:
+    batch: list[dict] = []
+    for ctx, variant_external_id, product_external_id in skus:
         proposal = compute_target(rule, ctx, competitor_prices.get(ctx.variant_id, []), now=now)
-        _add_target(
-            session, run, variant, product,
-            from_price=proposal.from_price, to_price=proposal.to_price, status=proposal.status, reason=proposal.reason,
-            explain=proposal.explain,
-        )
+        write = proposal.status == "change"
+        batch.append(dict(
+            run_id=run.id, tenant_id=run.tenant_id, variant_id=ctx.variant_id, sku=ctx.sku,
+            product_external_id=product_external_id, variant_external_id=variant_external_id, currency=ctx.currency,
+            from_price=proposal.from_price, to_price=proposal.to_price, action="write" if write else "skip",
+            proposal_status=proposal.status, reason=proposal.reason, state=TargetState.PENDING.value if write else None,
+            attempts=0, max_attempts=MAX_WRITE_ATTEMPTS, idempotency_key=f"{run.id}:pending:{ctx.variant_id}", explain=proposal.explain,
+        ))
+        if len(batch) >= 5000:
+            session.execute(insert(RuleTarget), batch)  # bulk INSERT, no unit of work
+            batch = []
+    if batch:
+        session.execute(insert(RuleTarget), batch)
 
 
 def _replay_targets(session: Session, run: RuleRun, shop_prices: dict[str, Decimal | None] | None) -> None:
@@ -314,7 +331,9 @@ def _replay_targets(session: Session, run: RuleRun, shop_prices: dict[str, Decim
 
 
 def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) -> TargetStats:
-    targets = session.scalars(select(RuleTarget).where(RuleTarget.run_id == run.id)).all()
+    targets = session.execute(
+        select(RuleTarget.proposal_status, RuleTarget.action, RuleTarget.product_external_id).where(RuleTarget.run_id == run.id)
+    ).all()
     by_status: dict[str, int] = {}
     for t in targets:
         by_status[t.proposal_status] = by_status.get(t.proposal_status, 0) + 1

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -554,3 +555,42 @@ class SlaReport(Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("month", "target"),)
+
+
+class ConnectorRequestStat(Base):
+    """Outbound connector requests aggregated per connector, status class, tenant, Dagster run and minute.
+
+    Written by run processes (monitoring.connector_stats.record: repeated writes add to the
+    row), read by ``calibr serve`` into ``calibr_connector_requests_total`` and
+    ``calibr_connector_request_duration_seconds``. ``le_*`` are cumulative histogram bucket
+    counts (requests that took at most that many seconds); ``count`` is the +Inf bucket.
+    ``tenant_id`` 0 / ``dagster_run_id`` '' mean none (NOT NULL keeps the unique key
+    working the same way on SQLite and Postgres).
+    """
+
+    __tablename__ = "connector_request_stats"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    connector: Mapped[str] = mapped_column(String(32))  # storefront | shopify_admin
+    status: Mapped[str] = mapped_column(String(16))  # 2xx | 3xx | 4xx | 5xx | 429 | throttled | error
+    tenant_id: Mapped[int] = mapped_column(Id, default=0)
+    dagster_run_id: Mapped[str] = mapped_column(String(64), default="")
+    minute: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    sum_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    le_0_05: Mapped[int] = mapped_column(Integer, default=0)
+    le_0_1: Mapped[int] = mapped_column(Integer, default=0)
+    le_0_25: Mapped[int] = mapped_column(Integer, default=0)
+    le_0_5: Mapped[int] = mapped_column(Integer, default=0)
+    le_1: Mapped[int] = mapped_column(Integer, default=0)
+    le_2_5: Mapped[int] = mapped_column(Integer, default=0)
+    le_5: Mapped[int] = mapped_column(Integer, default=0)
+    le_10: Mapped[int] = mapped_column(Integer, default=0)
+    le_30: Mapped[int] = mapped_column(Integer, default=0)
+    le_60: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
+        Index("ix_connector_request_stats_minute", "minute"),
+    )

@@ -11,7 +11,7 @@ from calibr_pipeline.definitions import build_definitions
 from calibr_pipeline.defs.pricing.assets import RULE_RUN_PARTITIONS
 from calibr_pipeline.defs.pricing.sensors import rules_apply_sensor
 from calibr_pipeline.defs.resources import ScraperResource, ShopifyAdminResource, WarehouseResource
-from calibr_pipeline.demo import register_sandbox_listings, run_job_for_day, seed_fx_rates, seed_tenant_shops
+from calibr_pipeline.demo import run_job_for_day, seed_fx_rates, seed_tenant_shops
 from calibr_pipeline.sandbox.runner import SandboxWorld, TenantSpec
 from calibr_pipeline.services.rule_runs import create_run, request_apply_of, save_rule
 from calibr_pipeline.warehouse.engine import session_scope

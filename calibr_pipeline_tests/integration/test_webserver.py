@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
+import yaml
 from sqlalchemy import func, select
 
 from calibr_pipeline.demo import register_sandbox_listings, run_job_for_day, seed_fx_rates, seed_tenant_shops
@@ -58,9 +59,9 @@ def dagster_home(tmp_path):
     home.mkdir()
     # The repository's dagster.yaml, minus the run queue: without a daemon in this test the
     # default coordinator launches the run at once.
-    config = (REPO / "dagster.yaml").read_text()
-    config = config.split("run_queue:")[0] + "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-    (home / "dagster.yaml").write_text(config)
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
 
 
@@ -107,7 +108,7 @@ def test_webserver_lists_assets_and_launches_a_materialization(tmp_path, dagster
                 (name,)
                 for name in (
                     "shop_catalog", "competitor_price_observations", "normalized_price_snapshots", "market_position",
-                    "rule_targets", "applied_prices", "reconciliation_report", "dlq_summary",
+                    "rule_targets", "applied_prices", "reconciliation_report", "dlq_summary", "sla_report",
                 )
             }
             assert all(n["isPartitioned"] for n in assets.values())

@@ -4,7 +4,6 @@ structure checks of alerts.yml that need no binary."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

@@ -17,7 +17,6 @@ from calibr_pipeline_tests.monitoring_config.dashboards import DASHBOARDS, load,
 from calibr_pipeline_tests.monitoring_config.tools import (
     GRAFANA_DIR,
     PROMETHEUS_DIR,
-    assert_ok,
     background,
     free_port,
     require_tool,

@@ -6,6 +6,7 @@ import dagster as dg
 from calibr_pipeline.defs.partitions import DAILY_TENANT_PARTITIONS, day_tenant
 from calibr_pipeline.defs.resources import ShopifyAdminResource, WarehouseResource
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.monitoring.connector_stats import recording_clients
 from calibr_pipeline.services.catalog_sync import sync_shop
 from calibr_pipeline.warehouse.tenancy import shops_for_tenant, tenant_by_slug
 
@@ -33,7 +34,8 @@ def shop_catalog(
     failures = {}
     for shop_id in shop_ids:
         try:
-            result = sync_shop(warehouse.resolved_url, shop_id, shopify_admin.client_for)
+            with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
+                result = sync_shop(warehouse.resolved_url, shop_id, client_for)
         except CalibrError as exc:
             failures[str(shop_id)] = str(exc)
             context.log.error(f"catalog sync failed for shop {shop_id}: {exc}")

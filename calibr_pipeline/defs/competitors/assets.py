@@ -1,6 +1,8 @@
 """Competitor monitoring assets: observations -> normalized snapshots -> market position."""
 
 
+from datetime import timedelta
+
 import dagster as dg
 from sqlalchemy import select
 
@@ -14,6 +16,11 @@ from calibr_pipeline.warehouse.models import MarketPosition, Variant
 from calibr_pipeline.warehouse.tenancy import tenant_by_slug
 
 
+# The daily schedule runs at 05:00 UTC; by 07:00 each day's data must be there (and be
+# newer than 04:00), or the UI shows the asset as failing its freshness policy.
+DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 7 * * *", lower_bound_delta=timedelta(hours=3), timezone="UTC")
+
+
 class ScrapeConfig(dg.Config):
     """Leave ``listing_ids`` empty to scrape every active listing of the tenant."""
 
@@ -24,6 +31,7 @@ class ScrapeConfig(dg.Config):
     partitions_def=DAILY_TENANT_PARTITIONS,
     deps=[shop_catalog],
     group_name="competitors",
+    freshness_policy=DAILY_FRESHNESS,
     kinds={"python", "sql"},
     description=(
         "Every competitor fetch outcome of the tenant's day, successful or not, in "
@@ -68,6 +76,7 @@ def competitor_price_observations(
     partitions_def=DAILY_TENANT_PARTITIONS,
     deps=[competitor_price_observations],
     group_name="competitors",
+    freshness_policy=DAILY_FRESHNESS,
     kinds={"sql"},
     description=(
         "One row per listing and day in `normalized_price_snapshots`: the day's latest successful "
@@ -95,6 +104,7 @@ def normalized_price_snapshots(context: dg.AssetExecutionContext, warehouse: War
     partitions_def=DAILY_TENANT_PARTITIONS,
     deps=[normalized_price_snapshots],
     group_name="competitors",
+    freshness_policy=DAILY_FRESHNESS,
     kinds={"sql"},
     description=(
         "Per SKU and day in `market_positions`: lowest, highest and median competitor price in our "

@@ -1,4 +1,4 @@
-"""Operations: synthetic probes, the monthly SLA report, run-failure alerts, freshness checks."""
+"""Operations: synthetic probes, the monthly SLA report, run-failure alerts."""
 
 import os
 import time
@@ -138,20 +138,9 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResour
     )
 
 
-# Daily assets must have been materialized within a day (+2 h grace); the freshness
-# sensor evaluates the checks so a missed schedule shows in the UI and in alerts.
-DAILY_FRESHNESS_CHECKS = dg.build_last_update_freshness_checks(
-    assets=["competitor_price_observations", "normalized_price_snapshots", "market_position"],
-    lower_bound_delta=timedelta(hours=26),
-)
-freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=DAILY_FRESHNESS_CHECKS, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING
-)
-
 defs = dg.Definitions(
     assets=[sla_report],
-    asset_checks=DAILY_FRESHNESS_CHECKS,
     jobs=[synthetic_probes, sla_monthly_job],
     schedules=[probe_schedule, sla_report_schedule],
-    sensors=[run_failure_alerts, freshness_sensor],
+    sensors=[run_failure_alerts],
 )

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from calibr_pipeline.connectors.shopify_admin.writes import read_variant_prices
 from calibr_pipeline.defs.resources import ShopifyAdminResource, WarehouseResource
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.monitoring.connector_stats import recording_clients
 from calibr_pipeline.services import price_apply, reconciliation
 from calibr_pipeline.services.rule_runs import compute_targets, get_run
 from calibr_pipeline.warehouse.models import RuleTarget
@@ -54,7 +55,8 @@ def rule_targets(
         shop_prices = None
         if run.kind != "apply" and run.state == "QUEUED":
             gids = session.scalars(select(RuleTarget.variant_external_id).where(RuleTarget.run_id == run.source_run_id)).all()
-            shop_prices = read_variant_prices(shopify_admin.client_for(shop), list(gids))
+            with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
+                shop_prices = read_variant_prices(client_for(shop), list(gids))
         try:
             stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset, refresh=config.refresh)
         except CalibrError as exc:
@@ -102,9 +104,8 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
             retried = price_apply.retry_failed(session, run_id, target_ids=config.target_ids, actor=_actor(context))
         context.log.info(f"{retried} failed target(s) queued for retry")
     try:
-        summary = price_apply.apply_run(
-            warehouse.resolved_url, run_id, shopify_admin.client_for, actor=_actor(context), sleep=shopify_admin.sleep
-        )
+        with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
+            summary = price_apply.apply_run(warehouse.resolved_url, run_id, client_for, actor=_actor(context), sleep=shopify_admin.sleep)
     except CalibrError as exc:
         raise dg.Failure(str(exc)) from exc
     with warehouse.session() as session:
@@ -147,9 +148,10 @@ class ReconcileConfig(dg.Config):
     ),
 )
 def reconciliation_report(context: dg.AssetExecutionContext, config: ReconcileConfig, warehouse: WarehouseResource, shopify_admin: ShopifyAdminResource) -> dg.MaterializeResult:
-    report = reconciliation.reconcile_run(
-        warehouse.resolved_url, context.partition_key, shopify_admin.client_for, actor=_actor(context), schedule_retry=config.schedule_retry
-    )
+    with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
+        report = reconciliation.reconcile_run(
+            warehouse.resolved_url, context.partition_key, client_for, actor=_actor(context), schedule_retry=config.schedule_retry
+        )
     return dg.MaterializeResult(
         metadata={
             "checked": report.checked,
