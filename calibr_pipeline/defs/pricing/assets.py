@@ -19,12 +19,12 @@ def _actor(context) -> str:
     return context.run.tags.get("calibr/actor", ACTOR)
 
 
-def _targets_table(targets: list[RuleTarget], limit: int = 25) -> str:
+def _targets_table(targets: list[RuleTarget], total: int) -> str:
     rows = "\n".join(
         f"| {t.sku} | {t.from_price} | {t.to_price} | {t.proposal_status} | {t.state or '-'} | {(t.reason or '').replace('|', '/')[:80]} |"
-        for t in targets[:limit]
+        for t in targets
     )
-    more = f"\n\n… and {len(targets) - limit} more (query `rule_targets`)" if len(targets) > limit else ""
+    more = f"\n\n… and {total - len(targets)} more (query `rule_targets`)" if total > len(targets) else ""
     return "| SKU | from | to | proposal | state | reason |\n|---|---|---|---|---|---|\n" + rows + more
 
 
@@ -61,9 +61,12 @@ def rule_targets(
             stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset, refresh=config.refresh)
         except CalibrError as exc:
             raise dg.Failure(str(exc)) from exc
-        targets = session.scalars(select(RuleTarget).where(RuleTarget.run_id == run_id).order_by(RuleTarget.action.desc(), RuleTarget.sku)).all()
-        sample = next((t.explain for t in targets if t.action == "write"), targets[0].explain if targets else {})
-        table = _targets_table(list(targets))
+        # Only what the UI shows: 25 rows (writes first) and one explain trace, not every target.
+        shown = session.scalars(
+            select(RuleTarget).where(RuleTarget.run_id == run_id).order_by(RuleTarget.action.desc(), RuleTarget.sku).limit(25)
+        ).all()
+        sample = shown[0].explain if shown else {}
+        table = _targets_table(list(shown), total=stats.total)
     return dg.MaterializeResult(
         metadata={
             "run_state": run.state,
