@@ -558,16 +558,21 @@ def _amount_text(value: Decimal, exponent: int) -> str:
     ``150.00``), every digit otherwise (a margin floor of ``11.9255`` is not rounded away)."""
     if value and value.adjusted() > _MAX_ADJUSTED_EXPONENT + 6:
         return _fmt(value)
-    unit = Decimal(1).scaleb(-exponent)
-    if value == value.quantize(unit, rounding=ROUND_FLOOR):
-        return _fmt(value.quantize(unit, rounding=ROUND_FLOOR))
+    unit = _UNITS.get(exponent) or Decimal(1).scaleb(-exponent)
+    floored = value.quantize(unit, rounding=ROUND_FLOOR)
+    if value == floored:
+        return _fmt(floored)
     return _fmt(value.normalize())
 
 
+_UNITS = {e: Decimal(1).scaleb(-e) for e in range(0, 7)}
+
+
 @functools.lru_cache(maxsize=64)
-def _rule_document(rule: PricingRule) -> dict:
-    """rule_to_dict once per rule for the explain traces; read-only (``_json`` copies it)."""
-    return rule_to_dict(rule)
+def _rule_document_json(rule: PricingRule, exponent: int) -> dict:
+    """The rule's transform and guardrails, JSON-safe, once per rule: the same in every trace."""
+    document = rule_to_dict(rule)
+    return _json({"transform": document["transform"], "guardrails": document["guardrails"]}, exponent)
 
 
 def _json(value: Any, exponent: int) -> Any:
@@ -627,15 +632,14 @@ class _Trace:
 
     def finish(self, status: Status, to_price: Decimal, reason: str) -> TargetProposal:
         self.step(9, "final", status=status, to_price=to_price, reason=reason)
-        document = _rule_document(self.rule)
+        exponent = minor_unit_exponent(self.rule.currency)
+        static = _rule_document_json(self.rule, exponent)
         explain = {
             "rule": self.rule.name,
             "currency": self.rule.currency,
             "variant_id": self.sku.variant_id,
             "sku": self.sku.sku,
             "computed_at": self.now,
-            "transform": document["transform"],
-            "guardrails": document["guardrails"],
             "steps": self.steps,
             "clamps": self.clamps,
             "rounding": self.rounding,
@@ -651,7 +655,8 @@ class _Trace:
             to_price=to_price,
             status=status,
             reason=reason,
-            explain=_json(explain, minor_unit_exponent(self.rule.currency)),
+            # Shallow copies of the cached static parts, so no two traces share a dict.
+            explain={**_json(explain, exponent), "transform": dict(static["transform"]), "guardrails": dict(static["guardrails"])},
         )
 
     def stop(self, status: Literal["kept", "blocked"], reason: str) -> TargetProposal:

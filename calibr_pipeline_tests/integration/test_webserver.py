@@ -76,8 +76,10 @@ def test_webserver_lists_assets_and_launches_a_materialization(tmp_path, dagster
         seed_tenant_shops(warehouse_url, world)
         from calibr_pipeline.definitions import defs
 
-        instance = dg.DagsterInstance.get()
-        assert run_job_for_day(defs, instance, "catalog_sync", ["web-shop"], world.today()) == {"web-shop": True}
+        # Entered, so Dagster's current defs-state storage is this instance's and not one
+        # left behind by an earlier test's (closed) instance.
+        with dg.DagsterInstance.get() as instance:
+            assert run_job_for_day(defs, instance, "catalog_sync", ["web-shop"], world.today()) == {"web-shop": True}
         register_sandbox_listings(warehouse_url, world, "web-shop")
 
         port = _free_port()
