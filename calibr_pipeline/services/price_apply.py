@@ -41,6 +41,7 @@ from calibr_pipeline.domain.state_machine import (
     check_target_transition,
     run_outcome,
 )
+from calibr_pipeline.services.catalog_sync import ClientFactory
 from calibr_pipeline.services.rule_runs import get_run
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
@@ -55,7 +56,6 @@ from calibr_pipeline.warehouse.models import (
 from calibr_pipeline.warehouse.outbox import record_event
 from calibr_pipeline.warehouse.types import utcnow
 
-ClientFactory = Callable[[Shop], ShopifyAdminClient]
 
 
 @dataclass
@@ -65,7 +65,6 @@ class ApplySummary:
     applied: int = 0
     failed: int = 0
     recovered: int = 0
-    skipped_stale: int = 0
     write_requests: int = 0
     throttled: int = 0
     retries: int = 0
@@ -73,7 +72,7 @@ class ApplySummary:
     duration_seconds: float = 0.0
 
 
-def _shop_for_run(session: Session, run: RuleRun) -> Shop:
+def shop_for_run(session: Session, run: RuleRun) -> Shop:
     shop = session.scalar(select(Shop).where(Shop.project_id == run.project_id, Shop.platform == "shopify").order_by(Shop.id))
     if shop is None:
         raise CalibrError(f"project of run {run.id} has no Shopify shop to write to")
@@ -202,7 +201,7 @@ def apply_run(
             # Applying a PARTIAL/FAILED run again is the state machine's "retry failed/all".
             retry_failed(session, run_id, actor=actor)
         start_run(session, run, actor=actor)
-        shop = _shop_for_run(session, run)
+        shop = shop_for_run(session, run)
     client = client_factory(shop)
     try:
         summary = ApplySummary(run_id, RunState.APPLYING.value)

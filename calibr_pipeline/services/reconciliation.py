@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from calibr_pipeline.connectors.shopify_admin import ShopifyAdminClient
 from calibr_pipeline.connectors.shopify_admin.writes import read_variant_prices
 from calibr_pipeline.domain.state_machine import TargetState
-from calibr_pipeline.services.price_apply import _shop_for_run
+from calibr_pipeline.services.price_apply import shop_for_run
 from calibr_pipeline.services.rule_runs import create_run, get_run, request_apply_of
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import DeadLetter, Project, ReconciliationMismatch, RuleTarget
@@ -68,13 +68,16 @@ def reconcile_run(
     """
     with session_scope(warehouse_url) as session:
         run = get_run(session, run_id)
-        shop = _shop_for_run(session, run)
+        shop = shop_for_run(session, run)
         expected = {
             t.id: (t.sku, t.variant_external_id, t.to_price)
             for t in session.scalars(select(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state == TargetState.APPLIED.value))
         }
     client: ShopifyAdminClient = client_factory(shop)
-    shop_prices = read_variant_prices(client, [gid for _, gid, _ in expected.values()]) if expected else {}
+    try:
+        shop_prices = read_variant_prices(client, [gid for _, gid, _ in expected.values()]) if expected else {}
+    finally:
+        client.close()
     mismatches = diff_prices(expected, shop_prices)
     report = ReconciliationReport(run_id, len(expected), len(expected) - len(mismatches), mismatches)
     with session_scope(warehouse_url) as session:

@@ -233,6 +233,15 @@ def _add_target(session: Session, run: RuleRun, variant: Variant, product: Produ
     return target
 
 
+def targets_frozen(session: Session, run: RuleRun, *, refresh: bool) -> bool:
+    """What was previewed is what is applied: targets change only while the run is QUEUED,
+    and an existing preview only when ``refresh`` asks for it."""
+    if run.state != RunState.QUEUED:
+        return True
+    has_targets = session.scalar(select(RuleTarget.id).where(RuleTarget.run_id == run.id).limit(1)) is not None
+    return has_targets and not refresh
+
+
 def compute_targets(
     session: Session,
     run_id: str,
@@ -252,9 +261,7 @@ def compute_targets(
     """
     now = now or utcnow()
     run = get_run(session, run_id)
-    has_targets = session.scalar(select(RuleTarget.id).where(RuleTarget.run_id == run.id).limit(1)) is not None
-    if run.state != RunState.QUEUED or (has_targets and not refresh):
-        # What was previewed is what is applied: an apply never recomputes a preview.
+    if targets_frozen(session, run, refresh=refresh):
         return _stats(session, run, preset, frozen=True)
     session.execute(delete(RuleTarget).where(RuleTarget.run_id == run.id))
     if run.kind == "apply":

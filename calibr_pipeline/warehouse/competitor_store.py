@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position, convert
@@ -416,6 +416,3 @@ def observation_error_classes(session: Session, tenant_id: int, on: date) -> lis
         ).all()
     )
 
-
-def count_rows(session: Session, model, tenant_id: int, date_column, on: date) -> int:
-    return session.scalar(select(func.count()).select_from(model).where(model.tenant_id == tenant_id, date_column == on)) or 0

@@ -8,7 +8,7 @@ from calibr_pipeline.defs.resources import ShopifyAdminResource, WarehouseResour
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.monitoring.connector_stats import recording_clients
 from calibr_pipeline.services import price_apply, reconciliation
-from calibr_pipeline.services.rule_runs import compute_targets, get_run
+from calibr_pipeline.services.rule_runs import compute_targets, get_run, targets_frozen
 from calibr_pipeline.warehouse.models import RuleTarget
 
 RULE_RUN_PARTITIONS = dg.DynamicPartitionsDefinition(name="rule_run")
@@ -51,12 +51,17 @@ def rule_targets(
     run_id = context.partition_key
     with warehouse.session() as session:
         run = get_run(session, run_id)
-        shop = price_apply._shop_for_run(session, run)
+        shop = price_apply.shop_for_run(session, run)
         shop_prices = None
-        if run.kind != "apply" and run.state == "QUEUED":
+        if run.kind != "apply" and not targets_frozen(session, run, refresh=config.refresh):
+            # Revert and re-apply targets start from what the shop shows now.
             gids = session.scalars(select(RuleTarget.variant_external_id).where(RuleTarget.run_id == run.source_run_id)).all()
             with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
-                shop_prices = read_variant_prices(client_for(shop), list(gids))
+                client = client_for(shop)
+                try:
+                    shop_prices = read_variant_prices(client, list(gids))
+                finally:
+                    client.close()
         try:
             stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset, refresh=config.refresh)
         except CalibrError as exc:
