@@ -213,19 +213,7 @@ class ShopifyAdminClient:
         operation_name: str | None = None,
     ) -> dict[str, Any]:
         variables = dict(variables or {})
-        try:
-            document = _parse_cached(source)
-            cost = requested_query_cost(document, variables, operation_name, schema=self.schema)
-        except (GraphQLError, ValueError) as exc:
-            raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
-        if cost > self.max_query_cost:
-            # Shopify would answer MAX_COST_EXCEEDED; saying so before sending saves a round trip.
-            raise ShopifyAdminError(
-                f"{operation_name or 'query'} costs {cost} points, over the single-query limit of "
-                f"{self.max_query_cost}; request smaller pages",
-                error_class=ErrorClass.HTTP_4XX,
-                code="MAX_COST_EXCEEDED",
-            )
+        cost = self._price(source, variables, operation_name)
         body = {"query": source, "variables": variables, "operationName": operation_name}
 
         for _ in range(self.max_throttle_retries + 1):
@@ -327,6 +315,7 @@ class ShopifyAdminClient:
         except (GraphQLError, ValueError) as exc:
             raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
         if cost > self.max_query_cost:
+            # Shopify would answer MAX_COST_EXCEEDED; saying so before sending saves a round trip.
             raise ShopifyAdminError(
                 f"{operation_name or 'query'} costs {cost} points, over the single-query limit of "
                 f"{self.max_query_cost}; request smaller pages",
