@@ -15,7 +15,18 @@ RuleTarget::
 
     PENDING -> APPLYING -> APPLIED | FAILED
     APPLYING -> PENDING     (automatic retry, only while attempts < max_attempts)
-    FAILED   -> APPLYING    (manual retry)
+    FAILED   -> APPLYING    (manual retry, DLQ drain)
+    FAILED   -> APPLIED     (a lost answer: reconciliation read the target price back)
+    PENDING | APPLYING -> SKIPPED_STALE       (the shop price is no longer the preview's from_price)
+    PENDING | APPLYING -> SKIPPED_GUARDRAIL   (the price breaks a guardrail on write-time data)
+    PENDING | APPLYING -> SKIPPED_SUPERSEDED  (the run was reverted, or a newer run owns the variant)
+
+The three SKIPPED states are terminal and audited (``price.skipped`` in ``event_log``): the
+write-time checks refused to put that price live, and nothing will retry it.
+
+A run in APPLYING has one writer: the process holding its lease (``lease_owner`` until
+``lease_expires_at``). The lease is not a state: a run whose lease expired is still
+APPLYING, and the next ``apply`` resumes it.
 
 ``attempts`` counts write attempts already made, failed ones included, so a target that
 failed its last allowed attempt is FAILED with ``attempts == max_attempts``.
@@ -42,6 +53,15 @@ class TargetState(StrEnum):
     APPLYING = "APPLYING"
     APPLIED = "APPLIED"
     FAILED = "FAILED"
+    SKIPPED_STALE = "SKIPPED_STALE"
+    SKIPPED_GUARDRAIL = "SKIPPED_GUARDRAIL"
+    SKIPPED_SUPERSEDED = "SKIPPED_SUPERSEDED"
+
+
+# Write-time refusals: final, audited, never retried.
+SKIPPED_STATES = frozenset({TargetState.SKIPPED_STALE, TargetState.SKIPPED_GUARDRAIL, TargetState.SKIPPED_SUPERSEDED})
+# States whose target is done for this apply (the run's outcome can be decided).
+TERMINAL_TARGET_STATES = frozenset({TargetState.APPLIED, TargetState.FAILED}) | SKIPPED_STATES
 
 
 RUN_INITIAL = RunState.QUEUED
@@ -56,10 +76,13 @@ RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
 }
 
 TARGET_TRANSITIONS: Mapping[TargetState, frozenset[TargetState]] = {
-    TargetState.PENDING: frozenset({TargetState.APPLYING}),
-    TargetState.APPLYING: frozenset({TargetState.APPLIED, TargetState.FAILED, TargetState.PENDING}),
+    TargetState.PENDING: frozenset({TargetState.APPLYING}) | SKIPPED_STATES,
+    TargetState.APPLYING: frozenset({TargetState.APPLIED, TargetState.FAILED, TargetState.PENDING}) | SKIPPED_STATES,
     TargetState.APPLIED: frozenset(),
-    TargetState.FAILED: frozenset({TargetState.APPLYING}),
+    TargetState.FAILED: frozenset({TargetState.APPLYING, TargetState.APPLIED}),
+    TargetState.SKIPPED_STALE: frozenset(),
+    TargetState.SKIPPED_GUARDRAIL: frozenset(),
+    TargetState.SKIPPED_SUPERSEDED: frozenset(),
 }
 
 # Edge labels for the diagram only; the tables above decide what is allowed.
@@ -69,7 +92,11 @@ _RUN_LABELS = {
 }
 _TARGET_LABELS = {
     (TargetState.APPLYING, TargetState.PENDING): "retry: attempts < max_attempts",
-    (TargetState.FAILED, TargetState.APPLYING): "manual retry",
+    (TargetState.FAILED, TargetState.APPLYING): "manual retry / DLQ drain",
+    (TargetState.FAILED, TargetState.APPLIED): "read back at target price",
+    (TargetState.APPLYING, TargetState.SKIPPED_STALE): "shop price changed",
+    (TargetState.APPLYING, TargetState.SKIPPED_GUARDRAIL): "write-time guardrail",
+    (TargetState.APPLYING, TargetState.SKIPPED_SUPERSEDED): "reverted / superseded",
 }
 
 
@@ -148,16 +175,20 @@ def after_failed_attempt(attempts: int, max_attempts: int) -> tuple[TargetState,
 
 
 def run_outcome(target_states: Iterable[TargetState | str]) -> RunState:
-    """The state an APPLYING run ends in once every target is APPLIED or FAILED.
+    """The state an APPLYING run ends in once every target is terminal.
 
-    A run with no targets is APPLIED: nothing was asked of the shop, so nothing failed.
+    Skipped targets are decisions, not failures: a run whose targets were all applied or
+    skipped is APPLIED (the skips are counted and audited). A run with no targets is
+    APPLIED: nothing was asked of the shop, so nothing failed. Otherwise FAILED when no
+    target was applied, PARTIAL when some were.
     """
     states = [TargetState(s) for s in target_states]
-    unfinished = sorted({s for s in states if s not in (TargetState.APPLIED, TargetState.FAILED)})
+    unfinished = sorted({s for s in states if s not in TERMINAL_TARGET_STATES})
     if unfinished:
         raise ValueError(f"run has unfinished targets ({', '.join(unfinished)}); its outcome is not known yet")
+    failed = sum(1 for s in states if s is TargetState.FAILED)
     applied = sum(1 for s in states if s is TargetState.APPLIED)
-    if applied == len(states):
+    if failed == 0:
         return RunState.APPLIED
     if applied == 0:
         return RunState.FAILED

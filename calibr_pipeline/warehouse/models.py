@@ -388,6 +388,13 @@ class RuleRun(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     run_metadata: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    # When the targets were last computed; an apply of an older preview is refused
+    # (services.price_apply: previews expire).
+    previewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The single writer: a compare-and-set claim (owner + lease the writer renews before
+    # every product write). An APPLYING run whose lease expired may be resumed by anyone.
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RuleTarget(Base):
@@ -413,10 +420,12 @@ class RuleTarget(Base):
     action: Mapped[str] = mapped_column(String(8))  # write | skip
     proposal_status: Mapped[str] = mapped_column(String(16))  # change | unchanged | kept | blocked | stale
     reason: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str | None] = mapped_column(String(24))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A PENDING target put back after a failed attempt waits until then (backoff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -467,6 +476,9 @@ class DeadLetter(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(String(64))
+    # Drains that retried this letter; the drain gives up at its maximum (never forever).
+    retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReconciliationMismatch(Base):
@@ -482,6 +494,10 @@ class ReconciliationMismatch(Base):
     expected_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     actual_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     difference: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    # lost_write: the shop still shows the price we replaced (our write did not land) and a
+    # retry may re-apply it; drift: someone set another price since (never overwritten);
+    # missing: the variant no longer exists.
+    kind: Mapped[str] = mapped_column(String(16), default="lost_write", server_default="lost_write")
     retry_run_id: Mapped[str | None] = mapped_column(String(36))
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -32,12 +32,14 @@ EXPECTED_TARGET = {
     ("APPLYING", "FAILED"),
     ("APPLYING", "PENDING"),
     ("FAILED", "APPLYING"),
+    ("FAILED", "APPLIED"),
+    *((source, skipped) for source in ("PENDING", "APPLYING") for skipped in ("SKIPPED_STALE", "SKIPPED_GUARDRAIL", "SKIPPED_SUPERSEDED")),
 }
 
 
 def test_enum_values_are_the_upper_case_names():
     assert [s.value for s in RunState] == ["QUEUED", "APPLYING", "APPLIED", "PARTIAL", "FAILED"]
-    assert [s.value for s in TargetState] == ["PENDING", "APPLYING", "APPLIED", "FAILED"]
+    assert [s.value for s in TargetState] == ["PENDING", "APPLYING", "APPLIED", "FAILED", "SKIPPED_STALE", "SKIPPED_GUARDRAIL", "SKIPPED_SUPERSEDED"]
     assert all(s.name == s.value for s in [*RunState, *TargetState])
 
 
@@ -147,6 +149,11 @@ def test_a_target_retries_until_its_budget_is_spent_then_fails():
         (["FAILED", "FAILED"], RunState.FAILED),
         (["APPLIED", "FAILED"], RunState.PARTIAL),
         (["FAILED", "APPLIED", "APPLIED"], RunState.PARTIAL),
+        # skips are decisions, not failures
+        (["SKIPPED_STALE"], RunState.APPLIED),
+        (["APPLIED", "SKIPPED_GUARDRAIL", "SKIPPED_SUPERSEDED"], RunState.APPLIED),
+        (["FAILED", "SKIPPED_STALE"], RunState.FAILED),
+        (["FAILED", "SKIPPED_STALE", "APPLIED"], RunState.PARTIAL),
     ],
 )
 def test_run_outcome(states, expected):

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Self
 
 import requests
+import urllib3
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
 from tenacity import (
     RetryCallState,
@@ -105,14 +106,37 @@ class AdminAnswer:
 
 
 class _Transient(Exception):
-    """A failure worth retrying; ``retry_after`` is the server's wish in seconds."""
+    """A failure worth retrying; ``retry_after`` is the server's wish in seconds.
 
-    def __init__(self, error_class: ErrorClass, message: str, *, status: int | None = None, retry_after: float | None = None):
+    ``sent``: the request may have reached the shop (False only when it provably did not:
+    the connection was never made, or the shop answered 429).
+    """
+
+    def __init__(self, error_class: ErrorClass, message: str, *, status: int | None = None, retry_after: float | None = None, sent: bool = True):
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.sent = sent
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the TCP connection was never made, so the request cannot have been applied."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError, ConnectionRefusedError)):
+            return True
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            cause = reason
+            continue
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+    return False
 
 
 def mask_token(token: str) -> str:
@@ -284,6 +308,7 @@ class ShopifyAdminClient:
                 status=exc.status,
                 code="THROTTLED" if exc.status == 429 else None,
                 retry_after=exc.retry_after,
+                maybe_written=exc.sent,
             ) from exc
         self.bucket.settle(reservation, ThrottleStatus.from_extensions(payload.get("extensions"), self._clock()))
         answer = AdminAnswer(
@@ -397,10 +422,17 @@ class ShopifyAdminClient:
             self.stats.requests += 1
         try:
             response = self.session.post(self.endpoint, data=json.dumps(body), headers=headers, timeout=self.timeout)
+        except requests.ConnectTimeout as exc:
+            raise _Transient(ErrorClass.TIMEOUT, f"no connection within {self.timeout}s", sent=False) from exc
         except requests.Timeout as exc:
             raise _Transient(ErrorClass.TIMEOUT, f"no answer within {self.timeout}s") from exc
         except requests.ConnectionError as exc:
-            raise _Transient(ErrorClass.CONNECTION, f"cannot reach {self.endpoint}: {type(exc).__name__}") from exc
+            raise _Transient(ErrorClass.CONNECTION, f"cannot reach {self.endpoint}: {type(exc).__name__}", sent=not _never_connected(exc)) from exc
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # The answer was cut off while it was being read: the request was processed.
+            raise _Transient(ErrorClass.MALFORMED_BODY, f"answer cut off: {type(exc).__name__}") from exc
+        except requests.RequestException as exc:
+            raise _Transient(ErrorClass.CONNECTION, f"request to {self.endpoint} failed: {type(exc).__name__}") from exc
 
         status = response.status_code
         if status == 429:
@@ -409,6 +441,7 @@ class ShopifyAdminClient:
                 "HTTP 429 Too Many Requests",
                 status=status,
                 retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                sent=False,  # a 429 is answered before the request is processed
             )
         if status >= 500:
             raise _Transient(ErrorClass.HTTP_5XX, f"HTTP {status}", status=status)

@@ -21,6 +21,8 @@ class ShopifyAdminError(CalibrError):
         status: int | None = None,
         messages: tuple[str, ...] = (),
         retry_after: float | None = None,
+        attempts: int = 1,
+        maybe_written: bool = False,
     ):
         super().__init__(message)
         self.message = message
@@ -30,6 +32,12 @@ class ShopifyAdminError(CalibrError):
         self.messages = messages
         # Seconds the server asked us to wait (``Retry-After``), when it did.
         self.retry_after = retry_after
+        # Requests really sent for this call (each retry is one more).
+        self.attempts = attempts
+        # The request reached the shop and its outcome is unknown (timeout after sending,
+        # connection reset, 5xx, a cut-off body, data together with errors): a mutation may
+        # have been applied. Callers resolve it by reading, never by guessing.
+        self.maybe_written = maybe_written
 
     def __repr__(self) -> str:
-        return f"ShopifyAdminError({self.error_class.value!r}, code={self.code!r}, {self.message!r})"
+        return f"ShopifyAdminError({self.error_class.value!r}, code={self.code!r}, maybe_written={self.maybe_written}, {self.message!r})"

@@ -16,23 +16,22 @@ Decisions:
   is still available; then, when any variant fails validation, nothing is written and
   the variants without an error of their own are reported with our code
   :data:`ROLLED_BACK`.
-* **Retries follow** :mod:`calibr_pipeline.domain.write_policy`: transient failures
-  (5xx, timeouts, connection errors, cut-off bodies) 2/4/8 s ±20 % with at most 3
-  attempts; THROTTLED or HTTP 429 honour ``Retry-After`` else 16/32/64 s. The loop is
-  tenacity's with an injectable ``sleep``. userErrors are answers, not failures: they
-  are never retried. When the budget of a kind is spent, :class:`ShopifyAdminError`
-  is raised with the class of the last failure (``http_5xx``, ``timeout``,
-  ``connection``, ``malformed_body``, ``rate_limited``); the caller decides between
-  FAILED and the dead-letter queue.
+* **Retries, only where nothing can have been written.** THROTTLED answers and HTTP 429
+  are refused before execution: they are retried here, waiting exactly the deficit that
+  ``throttleStatus`` reports (plus jitter), or ``Retry-After`` / 16-32-64 s when the shop
+  gives no status. A connection that was never made is retried on the transient schedule
+  (2/4/8 s ±20 %). userErrors are answers, not failures: never retried.
+* **Ambiguous outcomes are not retried here.** A timeout after the request was sent, a
+  reset connection, a 5xx, a cut-off body, or ``data`` together with ``errors`` may mean the
+  prices were written. :class:`ShopifyAdminError` is raised at once with
+  ``maybe_written=True`` and ``attempts`` (requests sent); the caller reads the variants
+  back and decides (:mod:`calibr_pipeline.services.price_apply`): sending the write again
+  blindly could overwrite a price set in between, and would leave no honest audit trail.
 * **Cost.** The request goes through :meth:`ShopifyAdminClient.execute_once`, which
   waits until the client's mirror of the bucket can pay the 10 points before
   sending; a THROTTLED answer therefore only happens when something else spent the
   bucket (another app, another worker with its own client). Throttled answers and
   our retries are added to the client's :class:`ClientStats`.
-* **Retrying a mutation** whose answer was lost (timeout, 5xx from a proxy after the
-  write) sends the same absolute prices again: the outcome is the same, but the shop
-  may record a second write of the same value. That is the price of not leaving a
-  product half-priced; reconciliation (:func:`read_variant_prices`) sees the truth.
 * ``compare_at_price=None`` means "leave it as it is": the field is not sent at all.
   Removing a compare-at price is not something this write path does.
 """
@@ -59,7 +58,9 @@ from calibr_pipeline.domain.backoff import retry_after_of
 from calibr_pipeline.domain.errors import ErrorClass
 from calibr_pipeline.domain.money import to_decimal
 from calibr_pipeline.domain.write_policy import (
+    MAX_DEFICIT_THROTTLES,
     WriteFailureKind,
+    deficit_delay,
     delay_after,
     failure_kind,
 )
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 BULK_UPDATE_DOCUMENT = "BulkUpdateVariantPrices"
 READ_DOCUMENT = "VariantPricesByIds"
+READ_WITH_COST_DOCUMENT = "VariantsBeforeWrite"
 # Shopify accepts up to 250 ids in nodes(ids:); 100 keeps answers small and, should
 # Shopify price nodes per id, a batch still costs ~100 points.
 DEFAULT_READ_BATCH = 100
@@ -129,6 +131,7 @@ class VariantSnapshot:
     price: Decimal
     compare_at_price: Decimal | None
     updated_at: str | None  # Shopify's DateTime string, as sent
+    unit_cost: Decimal | None = None  # inventoryItem.unitCost, when read with ``with_cost``
 
 
 # -- writes ---------------------------------------------------------------------------------
@@ -197,8 +200,11 @@ def bulk_update_prices(
     rng = rng or random.Random()
     tally = _Tally()
 
-    def failed(kind: WriteFailureKind, error: ShopifyAdminError) -> _RetryableWrite:
+    def failed(kind: WriteFailureKind, error: ShopifyAdminError, deficit: float | None = None) -> _RetryableWrite:
         n = tally.failures[kind] = tally.failures.get(kind, 0) + 1
+        if deficit is not None:
+            # The shop said how short the bucket is: wait exactly that, within a larger budget.
+            return _RetryableWrite(kind, error, deficit if n < MAX_DEFICIT_THROTTLES else None)
         return _RetryableWrite(kind, error, delay_after(kind, n, retry_after_of(error), rng))
 
     def attempt() -> AdminAnswer:
@@ -206,6 +212,9 @@ def bulk_update_prices(
         try:
             answer = client.execute_once(source, variables, BULK_UPDATE_DOCUMENT)
         except ShopifyAdminError as exc:
+            exc.attempts = tally.attempts
+            if exc.maybe_written:
+                raise  # may have been applied: the caller reads back, we never resend blindly
             kind = failure_kind(exc.error_class, exc.code)
             if kind is WriteFailureKind.THROTTLED:
                 tally.throttled += 1
@@ -223,6 +232,7 @@ def bulk_update_prices(
                     status=answer.status,
                     retry_after=answer.retry_after,
                 ),
+                deficit=None if answer.retry_after is not None else deficit_delay(answer.cost, rng),
             )
         return answer
 
@@ -258,9 +268,14 @@ def bulk_update_prices(
             status=error.status,
             messages=error.messages,
             retry_after=error.retry_after,
+            attempts=tally.attempts,
         ) from error
 
-    results = _map_results(answer, product_gid, updates, allow_partial)
+    try:
+        results = _map_results(answer, product_gid, updates, allow_partial)
+    except ShopifyAdminError as exc:
+        exc.attempts = tally.attempts
+        raise
     return BulkUpdateResult(
         product_gid=product_gid,
         results=results,
@@ -280,6 +295,16 @@ def _last(state: tenacity.RetryCallState) -> _RetryableWrite:
 def _map_results(
     answer: AdminAnswer, product_gid: str, updates: Sequence[VariantPriceUpdate], allow_partial: bool
 ) -> list[VariantWriteResult]:
+    data = answer.data
+    if answer.errors and isinstance(data, Mapping) and isinstance(data.get("productVariantsBulkUpdate"), Mapping):
+        # GraphQL may return a payload *and* errors: the mutation ran, at least in part.
+        raise ShopifyAdminError(
+            f"Shopify answered {BULK_UPDATE_DOCUMENT} for {product_gid} with data and errors: "
+            + "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in (answer.errors if isinstance(answer.errors, list) else [answer.errors])),
+            error_class=ErrorClass.MALFORMED_BODY,
+            code="DATA_WITH_ERRORS",
+            maybe_written=True,
+        )
     if answer.errors:
         messages = tuple(
             str(e.get("message", e)) if isinstance(e, dict) else str(e)
@@ -292,12 +317,12 @@ def _map_results(
             code=next((c for c in codes if c), None),
             messages=messages,
         )
-    data = answer.data
     payload = data.get("productVariantsBulkUpdate") if isinstance(data, Mapping) else None
     if not isinstance(payload, Mapping):
         raise ShopifyAdminError(
             f"Shopify answered {BULK_UPDATE_DOCUMENT} for {product_gid} without its payload",
             error_class=ErrorClass.MALFORMED_BODY,
+            maybe_written=True,
         )
     user_errors = [e for e in payload.get("userErrors") or () if isinstance(e, Mapping)]
     product_level: list[Mapping[str, Any]] = []
@@ -367,24 +392,26 @@ def _variant_index(field_path: object, n: int) -> int | None:
 
 
 def read_variants(
-    client: ShopifyAdminClient, variant_gids: Iterable[str], *, batch_size: int = DEFAULT_READ_BATCH
+    client: ShopifyAdminClient, variant_gids: Iterable[str], *, batch_size: int = DEFAULT_READ_BATCH, with_cost: bool = False
 ) -> dict[str, VariantSnapshot | None]:
     """Current state of each variant (``None`` when deleted), via ``nodes(ids:)`` in batches.
 
     Every batch goes through :meth:`ShopifyAdminClient.execute`, so it waits for the
-    cost bucket and gets the client's transport retries.
+    cost bucket and gets the client's transport retries (reads are safe to repeat).
+    ``with_cost`` also reads ``inventoryItem.unitCost`` (the write-time checks).
     """
+    document = READ_WITH_COST_DOCUMENT if with_cost else READ_DOCUMENT
     if not 1 <= batch_size <= MAX_READ_BATCH:
         raise ValueError(f"batch_size must be within 1..{MAX_READ_BATCH}, got {batch_size}")
     gids = list(dict.fromkeys(variant_gids))
     out: dict[str, VariantSnapshot | None] = {}
     for start in range(0, len(gids), batch_size):
         chunk = gids[start : start + batch_size]
-        data = client.execute(READ_DOCUMENT, {"ids": chunk})
+        data = client.execute(document, {"ids": chunk})
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or len(nodes) != len(chunk):
             raise ShopifyAdminError(
-                f"{READ_DOCUMENT} answered {len(nodes) if isinstance(nodes, list) else 'no'} nodes for {len(chunk)} ids",
+                f"{document} answered {len(nodes) if isinstance(nodes, list) else 'no'} nodes for {len(chunk)} ids",
                 error_class=ErrorClass.MALFORMED_BODY,
             )
         for gid, node in zip(chunk, nodes, strict=True):
@@ -393,15 +420,17 @@ def read_variants(
                 continue
             if node.get("id") not in (None, gid):
                 raise ShopifyAdminError(
-                    f"{READ_DOCUMENT} answered {node.get('id')} in the place of {gid}",
+                    f"{document} answered {node.get('id')} in the place of {gid}",
                     error_class=ErrorClass.MALFORMED_BODY,
                 )
             compare_at = node.get("compareAtPrice")
+            unit_cost = ((node.get("inventoryItem") or {}).get("unitCost") or {}).get("amount")
             out[gid] = VariantSnapshot(
                 variant_gid=gid,
                 price=to_decimal(node["price"]),
                 compare_at_price=to_decimal(compare_at) if compare_at is not None else None,
                 updated_at=node.get("updatedAt"),
+                unit_cost=to_decimal(unit_cost) if unit_cost is not None else None,
             )
     return out
 
