@@ -61,6 +61,9 @@ class SandboxResponse:
     headers: dict[str, str] = field(default_factory=dict)
     # What a "malformed" fault serves instead; defaults to the body cut in half.
     malformed_body: bytes | None = None
+    # Send the full Content-Length but only this many bytes, then drop the connection:
+    # the client sees the answer cut off mid-body (a ChunkedEncodingError for requests).
+    cut_after: int | None = None
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, **kw: Any) -> SandboxResponse:
@@ -134,7 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            if not head:
+            if not head and response.cut_after is not None:
+                self.wfile.write(response.body[: response.cut_after])
+                self.wfile.flush()
+                self.close_connection = True
+            elif not head:
                 self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (e.g. it timed out during a "timeout" fault).

@@ -82,6 +82,7 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLSchema,
     execute,
+    OperationType,
     get_operation_ast,
     parse,
     validate,
@@ -278,6 +279,18 @@ class AdminFaultDecision:
     retry_after: str | None = None  # Retry-After header on a forced THROTTLED answer
 
 
+# How an answer is lost *after* a mutation was applied (the write landed, the client
+# cannot know): a 503 from the edge, an answer later than the client's timeout, a reset
+# connection, a body cut off mid-way, or Shopify's own "data plus errors".
+LOST_ANSWER_MODES = ("503", "slow", "reset", "cut", "data_and_errors")
+
+
+@dataclass(frozen=True)
+class LostAnswer:
+    mode: str
+    delay: float = 0.0
+
+
 class AdminFaults:
     """Fault injection for one shop's Admin endpoint.
 
@@ -305,6 +318,7 @@ class AdminFaults:
         self._throttle_rate_retry_after: str | None = None
         self._variants: dict[str, VariantFault] = {}
         self._rules: list[FaultRule] = []
+        self._lose_next: list[LostAnswer] = []
 
     # -- HTTP level (delegated to the FaultInjector) -------------------------------------
 
@@ -355,6 +369,19 @@ class AdminFaults:
             for gid in variant_gids:
                 self._variants[gid] = fault
 
+    def lose_answer(self, *, next: int = 1, mode: str = "503", delay: float = 0.5) -> None:
+        """The next ``next`` mutations are applied, then their answer is lost (``mode``, one of
+        :data:`LOST_ANSWER_MODES`; ``slow`` answers after ``delay`` seconds)."""
+        if mode not in LOST_ANSWER_MODES:
+            raise ValueError(f"mode must be one of {LOST_ANSWER_MODES}, got {mode!r}")
+        with self._lock:
+            self._lose_next.extend(LostAnswer(mode, delay) for _ in range(next))
+
+    def lost_answer(self) -> LostAnswer | None:
+        """Called after each executed mutation: how its answer is lost, if it is."""
+        with self._lock:
+            return self._lose_next.pop(0) if self._lose_next else None
+
     def variant_fault(self, variant_gid: str) -> VariantFault | None:
         with self._lock:
             return self._variants.get(variant_gid)
@@ -380,6 +407,7 @@ class AdminFaults:
             self._throttle_next = 0
             self._throttle_rate = 0.0
             self._variants.clear()
+            self._lose_next.clear()
             rules, self._rules = self._rules, []
         if self.injector is not None:
             for rule in rules:
@@ -981,7 +1009,16 @@ class ShopifyAdminSandbox:
         )
         if fault.throttle and fault.retry_after is not None and _is_throttled(payload):
             headers["Retry-After"] = fault.retry_after
+        if "data" in payload and self._is_mutation(body["query"], body.get("operationName")):
+            lost = shop.faults.lost_answer()
+            if lost is not None:
+                return _lose(lost, payload, headers)
         return SandboxResponse.json(payload, headers=headers)
+
+    def _is_mutation(self, source: str, operation_name: str | None) -> bool:
+        document, errors = self._document(source)
+        operation = None if errors else get_operation_ast(document, operation_name)
+        return operation is not None and operation.operation == OperationType.MUTATION
 
     # -- GraphQL --------------------------------------------------------------------------
 
@@ -1115,6 +1152,23 @@ def _read_body(request: SandboxRequest) -> dict[str, Any] | None:
     if body.get("variables") is not None and not isinstance(body["variables"], dict):
         return None
     return body
+
+
+def _lose(lost: LostAnswer, payload: dict[str, Any], headers: dict[str, str]) -> SandboxResponse | None:
+    """The answer of an applied mutation, lost the way ``lost`` says."""
+    if lost.mode == "503":
+        return SandboxResponse.json({"errors": "Service Unavailable"}, status=503, headers=headers)
+    if lost.mode == "reset":
+        return None  # the connection is closed without an answer
+    if lost.mode == "slow":
+        time.sleep(lost.delay)
+        return SandboxResponse.json(payload, headers=headers)
+    if lost.mode == "cut":
+        response = SandboxResponse.json(payload, headers=headers)
+        response.cut_after = max(1, len(response.body) // 2)
+        return response
+    errors = [{"message": "Internal error. Looks like something went wrong on our end.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
+    return SandboxResponse.json({**payload, "errors": errors}, headers=headers)
 
 
 def _is_throttled(payload: dict[str, Any]) -> bool:

@@ -433,3 +433,21 @@ def test_cost_bucket_counts_requests_in_flight_and_distrusts_overtaken_answers()
     assert bucket.available() == 18.0
     now[0] = 1.0
     assert bucket.available() == 28.0
+
+
+# -- answers lost after the write landed ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["503", "slow", "reset", "cut", "data_and_errors"])
+def test_an_answer_lost_after_the_write_is_reported_as_maybe_written(admin, shop, mode):
+    product = shop.products[1]
+    admin.faults("shop").lose_answer(next=1, mode=mode, delay=0.6)
+    sleep = RecordingSleep()
+    client = ShopifyAdminClient(admin.shop_url("shop"), shop.access_token, timeout=(1.0, 0.3))
+    with client, pytest.raises(ShopifyAdminError) as caught:
+        write(client, product, updates_for(product, ["7.77"]), sleep=sleep)
+    assert caught.value.maybe_written is True and caught.value.attempts == 1
+    assert sleep.waits == [] and client.stats.requests == 1  # never resent blindly
+    # ... and the shop did apply it: only a read can tell.
+    assert shop.write_counts() == {product.variants[0].gid: 1}
+    assert read_variant_prices(client, [product.variants[0].gid]) == {product.variants[0].gid: Decimal("7.77")}
