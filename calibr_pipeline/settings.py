@@ -39,3 +39,45 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
     env = os.environ if environ is None else environ
     raw = env.get(SANDBOX_ALLOWED_HOSTS_ENV, "")
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+# -- the write path (docs/retry-logic.md, docs/runbook.md) ------------------------------------
+
+APPLY_LEASE_SECONDS_ENV = "CALIBR_APPLY_LEASE_SECONDS"
+PREVIEW_MAX_AGE_HOURS_ENV = "CALIBR_PREVIEW_MAX_AGE_HOURS"
+DLQ_MAX_AGE_HOURS_ENV = "CALIBR_DLQ_MAX_AGE_HOURS"
+DLQ_MAX_RETRIES_ENV = "CALIBR_DLQ_MAX_RETRIES"
+
+
+def _positive_number(env, name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def apply_lease_seconds(environ: os._Environ | dict | None = None) -> float:
+    """How long a run's writer holds its claim without renewing it (renewed before every
+    product write); a run APPLYING past its lease may be resumed by another process."""
+    return _positive_number(os.environ if environ is None else environ, APPLY_LEASE_SECONDS_ENV, 300.0)
+
+
+def preview_max_age_hours(environ: os._Environ | dict | None = None) -> float:
+    """A QUEUED run whose preview is older than this is not applied until it is previewed again."""
+    return _positive_number(os.environ if environ is None else environ, PREVIEW_MAX_AGE_HOURS_ENV, 24.0)
+
+
+def dlq_max_age_hours(environ: os._Environ | dict | None = None) -> float:
+    """The DLQ drain never retries a dead letter older than this: its price is out of date."""
+    return _positive_number(os.environ if environ is None else environ, DLQ_MAX_AGE_HOURS_ENV, 72.0)
+
+
+def dlq_max_retries(environ: os._Environ | dict | None = None) -> int:
+    """The DLQ drain retries a dead letter at most this many times, then closes it as exhausted."""
+    return int(_positive_number(os.environ if environ is None else environ, DLQ_MAX_RETRIES_ENV, 3))

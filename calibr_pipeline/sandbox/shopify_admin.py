@@ -72,7 +72,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Self
@@ -319,6 +319,9 @@ class AdminFaults:
         self._variants: dict[str, VariantFault] = {}
         self._rules: list[FaultRule] = []
         self._lose_next: list[LostAnswer] = []
+        self._refuse_mutations = 0
+        self._refuse_status = 503
+        self._refuse_variants: frozenset[str] = frozenset()
 
     # -- HTTP level (delegated to the FaultInjector) -------------------------------------
 
@@ -377,6 +380,24 @@ class AdminFaults:
         with self._lock:
             self._lose_next.extend(LostAnswer(mode, delay) for _ in range(next))
 
+    def fail_mutations(self, *, next: int = 0, variants: Iterable[str] = (), status: int = 503) -> None:
+        """Mutations get an HTTP ``status`` *before* they are applied, while reads pass: the
+        next ``next`` mutations, and every mutation naming one of ``variants`` (until
+        ``clear()``) - a write that fails every attempt while the shop stays readable."""
+        with self._lock:
+            self._refuse_mutations, self._refuse_status = next, status
+            self._refuse_variants = frozenset(variants)
+
+    def refuse_mutation(self, variables: Mapping[str, Any]) -> int | None:
+        """Called before each mutation: the status to refuse it with, if it is refused."""
+        with self._lock:
+            if self._refuse_variants and any(gid in json.dumps(variables) for gid in self._refuse_variants):
+                return self._refuse_status
+            if self._refuse_mutations <= 0:
+                return None
+            self._refuse_mutations -= 1
+            return self._refuse_status
+
     def lost_answer(self) -> LostAnswer | None:
         """Called after each executed mutation: how its answer is lost, if it is."""
         with self._lock:
@@ -408,6 +429,8 @@ class AdminFaults:
             self._throttle_rate = 0.0
             self._variants.clear()
             self._lose_next.clear()
+            self._refuse_mutations = 0
+            self._refuse_variants = frozenset()
             rules, self._rules = self._rules, []
         if self.injector is not None:
             for rule in rules:
@@ -998,6 +1021,9 @@ class ShopifyAdminSandbox:
         body = _read_body(request)
         if body is None:
             return SandboxResponse.json({"errors": {"query": "Required parameter missing or invalid"}}, status=400, headers=headers)
+        is_mutation = self._is_mutation(body["query"], body.get("operationName"))
+        if is_mutation and (status := shop.faults.refuse_mutation(body.get("variables") or {})) is not None:
+            return SandboxResponse.json({"errors": "Service Unavailable"}, status=status, headers=headers)
         fault = shop.faults.decide()
         payload = self.run(
             shop,
@@ -1009,7 +1035,7 @@ class ShopifyAdminSandbox:
         )
         if fault.throttle and fault.retry_after is not None and _is_throttled(payload):
             headers["Retry-After"] = fault.retry_after
-        if "data" in payload and self._is_mutation(body["query"], body.get("operationName")):
+        if "data" in payload and is_mutation:
             lost = shop.faults.lost_answer()
             if lost is not None:
                 return _lose(lost, payload, headers)

@@ -274,6 +274,7 @@ def compute_targets(
         update(RuleTarget).where(RuleTarget.run_id == run.id).values(idempotency_key=literal(f"{run.id}:") + cast(RuleTarget.id, String)),
         execution_options={"synchronize_session": False},
     )
+    run.previewed_at = now  # previews expire (services.price_apply.check_preview_fresh)
     return _stats(session, run, preset, frozen=False)
 
 

@@ -59,6 +59,23 @@ def record_event(
     return row
 
 
+def record_events(session: Session, rows: list[dict]) -> None:
+    """Many ``event_log`` rows in one statement (the write path audits a product at a time).
+
+    Each row has the keyword arguments of :func:`record_event` plus ``event_type`` and ``payload``.
+    """
+    if rows:
+        now = utcnow()
+        session.execute(
+            EventLog.__table__.insert(),
+            [
+                {"tenant_id": r["tenant_id"], "project_id": r.get("project_id"), "run_id": r.get("run_id"), "event_type": r["event_type"],
+                 "payload": r["payload"], "actor": r["actor"], "correlation_id": r.get("correlation_id"), "created_at": now}
+                for r in rows
+            ],
+        )
+
+
 @dataclass(frozen=True)
 class PendingEvent:
     id: str

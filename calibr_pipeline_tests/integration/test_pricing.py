@@ -14,6 +14,7 @@ from calibr_pipeline.defs.resources import ScraperResource, ShopifyAdminResource
 from calibr_pipeline.demo import run_job_for_day, seed_fx_rates, seed_tenant_shops
 from calibr_pipeline.sandbox.runner import SandboxWorld, TenantSpec
 from calibr_pipeline.services.rule_runs import create_run, request_apply_of, save_rule
+from calibr_pipeline.warehouse.types import utcnow
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
     DeadLetter,
@@ -239,7 +240,11 @@ def test_apply_killed_mid_run_resumes_without_writing_twice(defs, world, warehou
     targets = _targets(warehouse_url, run_id)
     shop.faults.slow(rate=1.0, delay=0.15)  # slow enough to kill it half-way, not a timeout
 
-    child = subprocess.Popen([sys.executable, "-c", APPLY_IN_CHILD, warehouse_url, run_id], start_new_session=True)
+    lease_seconds = 3.0
+    child = subprocess.Popen(
+        [sys.executable, "-c", APPLY_IN_CHILD, warehouse_url, run_id], start_new_session=True,
+        env={**os.environ, "CALIBR_APPLY_LEASE_SECONDS": str(lease_seconds)},
+    )
     try:
         deadline = time.monotonic() + 60
         while sum(shop.write_counts().values()) < 10:
@@ -257,6 +262,12 @@ def test_apply_killed_mid_run_resumes_without_writing_twice(defs, world, warehou
     assert _run(warehouse_url, run_id).state == "APPLYING"
 
     shop.faults.clear()
+    # While the dead writer's lease runs, the run is taken: a second writer does nothing.
+    early = _execute(defs, instance, "apply_run", run_id)
+    assert early.success and "already being applied" in early.asset_materializations_for_node("applied_prices")[0].metadata["taken_by_another_writer"].value
+    assert sum(shop.write_counts().values()) == written_before
+    lease_end = _run(warehouse_url, run_id).lease_expires_at
+    time.sleep(max(0.0, (lease_end - utcnow()).total_seconds()) + 0.2)
     result = _execute(defs, instance, "apply_run", run_id)
     assert result.success and _run(warehouse_url, run_id).state == "APPLIED"
     counts = shop.write_counts()
@@ -278,7 +289,9 @@ def test_hourly_dlq_drain_retries_only_transient_dead_letters(defs, world, wareh
     assert _execute(defs, instance, "preview_rule", run_id).success
     targets = _targets(warehouse_url, run_id)
     shop.faults.fail_variants([targets[0].variant_external_id], code="INVALID_INPUT")
-    shop.faults.http_5xx(next=3)  # the first product's write fails all its attempts
+    failing = min(t.product_external_id for t in targets if t.product_external_id != targets[0].product_external_id)
+    # That product's write fails all its attempts (reads pass).
+    shop.faults.fail_mutations(variants=[t.variant_external_id for t in targets if t.product_external_id == failing])
     assert _execute(defs, instance, "apply_run", run_id).success
     with session_scope(warehouse_url) as session:
         dead = dict(session.execute(select(DeadLetter.target_id, DeadLetter.error_type).where(DeadLetter.run_id == run_id)).all())

@@ -114,6 +114,10 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
     try:
         with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
             summary = price_apply.apply_run(warehouse.resolved_url, run_id, client_for, actor=_actor(context), sleep=shopify_admin.sleep)
+    except price_apply.RunTaken as exc:
+        # Another writer owns the run (a duplicate launch): this one stops cleanly, writing nothing.
+        context.log.warning(str(exc))
+        return dg.MaterializeResult(metadata={"run_state": "APPLYING", "taken_by_another_writer": str(exc), "write_requests": 0})
     except CalibrError as exc:
         raise dg.Failure(str(exc)) from exc
     with warehouse.session() as session:
@@ -130,7 +134,9 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
             "applied": summary.applied,
             "failed": summary.failed,
             "recovered_without_write": summary.recovered,
+            "skipped_at_write_time": dg.MetadataValue.json(summary.skipped),
             "write_requests": summary.write_requests,
+            "read_requests": summary.read_requests,
             "throttled": summary.throttled,
             "retries": summary.retries,
             "errors": dg.MetadataValue.json(summary.errors),
