@@ -397,12 +397,19 @@ def cmd_rules_list(args) -> int:
 
 
 def cmd_runs_preview(args) -> int:
-    from calibr_pipeline.services.rule_runs import create_run
+    from calibr_pipeline.services.rule_runs import create_run, get_run
     from calibr_pipeline.warehouse.engine import session_scope
 
     url = _warehouse_url(args)
     with session_scope(url) as session:
-        run = create_run(session, project_slug=args.project, rule_name=args.rule, actor=args.actor)
+        if args.run:
+            run = get_run(session, args.run)
+            if run.state != "QUEUED":
+                raise CalibrError(f"run {run.id} is {run.state}; only a QUEUED run's preview can be computed again")
+        elif args.project and args.rule:
+            run = create_run(session, project_slug=args.project, rule_name=args.rule, actor=args.actor)
+        else:
+            raise CalibrError("give --project and --rule to preview a new run, or --run RUN_ID to preview a queued run again")
         run_id = run.id
     dagster_run_id, ok = execute_job(url, "preview_rule", run_id, tags={"calibr/actor": args.actor})
     _print_run(url, run_id, dagster_run_id)
@@ -419,7 +426,30 @@ def _apply(url: str, run_id: str, event_id: str, *, wait: bool, actor: str, job:
     # The run key is the event id, so the sensor sees this run and does not launch another.
     dagster_run_id, ok = execute_job(url, job, run_id, tags={RUN_KEY_TAG: event_id, "calibr/outbox_event": event_id, "calibr/actor": actor})
     _print_run(url, run_id, dagster_run_id)
-    return 0 if ok else 1
+    return _apply_exit_code(url, run_id, ok)
+
+
+def _apply_exit_code(url: str, run_id: str, ok: bool) -> int:
+    """0 only when the run ended APPLIED; a run left PARTIAL/FAILED or taken by another writer is not success."""
+    from sqlalchemy import func, select
+
+    from calibr_pipeline.services.rule_runs import get_run
+    from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.models import RuleTarget
+
+    with session_scope(url) as session:
+        run = get_run(session, run_id)
+        state, owner, until = run.state, run.lease_owner, run.lease_expires_at
+        failed = session.scalar(select(func.count()).select_from(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state == "FAILED"))
+    if not ok:
+        return 1
+    if state in ("PARTIAL", "FAILED"):
+        print(f"calibr: run {run_id} ended {state}: {failed} target(s) failed; see `calibr runs status {run_id}` and `calibr runs retry {run_id}`", file=sys.stderr)
+        return 1
+    if state == "APPLYING":
+        print(f"calibr: error: run {run_id} is being applied by {owner} (lease until {until}); nothing done by this command", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
 
 
 def cmd_runs_apply(args) -> int:
@@ -454,7 +484,23 @@ def cmd_runs_retry(args) -> int:
     config = {"ops": {"applied_prices": {"config": {"retry_failed": True, "target_ids": args.target or None}}}}
     dagster_run_id, ok = execute_job(url, "retry_failed", args.run_id, run_config=config, tags={"calibr/actor": args.actor})
     _print_run(url, args.run_id, dagster_run_id)
-    return 0 if ok else 1
+    return _apply_exit_code(url, args.run_id, ok)
+
+
+def cmd_dlq_drain(args) -> int:
+    from calibr_pipeline.defs.resources import ShopifyAdminResource
+    from calibr_pipeline.services.reconciliation import drain_dead_letters
+
+    url = _warehouse_url(args)
+    if args.project:
+        from calibr_pipeline.warehouse.engine import session_scope
+        from calibr_pipeline.warehouse.tenancy import project_by_slug
+
+        with session_scope(url) as session:
+            project_by_slug(session, args.project)
+    result = drain_dead_letters(url, ShopifyAdminResource().client_for, actor=args.actor, project_slug=args.project, dry_run=args.dry_run)
+    _print_json(result)
+    return 1 if any(state in ("PARTIAL", "FAILED") for state in result.get("runs", {}).values()) else 0
 
 
 def cmd_runs_reconcile(args) -> int:
@@ -547,8 +593,9 @@ def add_pricing_commands(sub) -> None:
 
     runs = sub.add_parser("runs", help="rule runs: preview, apply, status, retry, reconcile, revert").add_subparsers(dest="runs_command", required=True)
     p = runs.add_parser("preview", help="create a run and compute its targets (no writes); prints the run id and state")
-    p.add_argument("--project", required=True)
-    p.add_argument("--rule", required=True)
+    p.add_argument("--project")
+    p.add_argument("--rule")
+    p.add_argument("--run", help="compute the targets of this QUEUED run again (an expired preview)")
     p.add_argument("--actor", default=actor)
     p.set_defaults(func=cmd_runs_preview)
     p = runs.add_parser("apply", help="request the apply of a run (outbox -> sensor), or run it now with --wait")
@@ -576,6 +623,13 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--actor", default=actor)
     p.set_defaults(func=cmd_runs_revert)
+
+    dlq = sub.add_parser("dlq", help="price-write dead letters").add_subparsers(dest="dlq_command", required=True)
+    p = dlq.add_parser("drain", help="retry transient dead letters that are still the latest decision (see docs/runbook.md)")
+    p.add_argument("--project", help="only this project's dead letters")
+    p.add_argument("--dry-run", action="store_true", help="print what would be retried and closed, change nothing")
+    p.add_argument("--actor", default=actor)
+    p.set_defaults(func=cmd_dlq_drain)
 
     p = sub.add_parser("audit", help="audit trail with filters and cursor pagination")
     p.add_argument("--tenant")

@@ -21,10 +21,18 @@ OUTBOX_BATCH = 50
 
 @dataclass
 class Dispatch:
-    """What one event becomes: a run request and the dynamic partitions it needs."""
+    """What one event becomes: a run request and the dynamic partitions it needs.
 
-    run_request: dg.RunRequest
+    ``collapse_key``: events with the same key in one tick become one run (the others are
+    marked dispatched into it). ``run_request=None`` with ``settled`` means the event needs
+    no run (its work is already requested or under way): it is marked dispatched with that
+    reason as run key.
+    """
+
+    run_request: dg.RunRequest | None
     partitions: dict[str, list[str]] = field(default_factory=dict)  # partitions def name -> keys
+    collapse_key: str | None = None
+    settled: str | None = None
 
 
 def run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
@@ -41,6 +49,7 @@ def dispatch_outbox(
     run_requests: list[dg.RunRequest] = []
     partitions: dict[str, set[str]] = {}
     dispatched = dead = 0
+    collapsed: dict[str, str] = {}  # collapse key -> the event whose run serves them all
     with warehouse.session() as session:
         events = pending_events(session, event_type, limit=OUTBOX_BATCH)
         if not events:
@@ -57,6 +66,17 @@ def dispatch_outbox(
                 dead_letter(session, event, reason=str(exc))
                 dead += 1
                 continue
+            if dispatch.run_request is None:
+                context.log.info(f"outbox event {event.id} needs no run: {dispatch.settled}")
+                mark_dispatched(session, event.id, run_key=(dispatch.settled or "settled")[:64])
+                dispatched += 1
+                continue
+            if dispatch.collapse_key is not None:
+                if dispatch.collapse_key in collapsed:
+                    mark_dispatched(session, event.id, run_key=f"collapsed:{collapsed[dispatch.collapse_key]}"[:64])
+                    dispatched += 1
+                    continue
+                collapsed[dispatch.collapse_key] = event.id
             run_requests.append(dispatch.run_request)
             for name, keys in dispatch.partitions.items():
                 partitions.setdefault(name, set()).update(keys)

@@ -534,6 +534,22 @@ def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target]
     ])
 
 
+def audit_write(session: Session, run: RuleRun, target: RuleTarget, *, actor: str, note: str | None = None) -> None:
+    """The one audit row (and ``price.applied`` / ``price.reverted`` event) of a write found
+    outside the apply loop (reconciliation, revert preview); unique per idempotency key."""
+    if session.scalar(select(PriceAudit.id).where(PriceAudit.idempotency_key == target.idempotency_key)) is not None:
+        return
+    event_type = "price.reverted" if run.kind == "revert" else "price.applied"
+    session.add(PriceAudit(
+        tenant_id=run.tenant_id, project_id=run.project_id, run_id=run.id, target_id=target.id, variant_id=target.variant_id, sku=target.sku,
+        event_type=event_type, actor=actor, from_price=target.from_price, to_price=target.to_price, currency=target.currency,
+        correlation_id=run.correlation_id, idempotency_key=target.idempotency_key, note=note,
+    ))
+    record_event(session, event_type, {"run_id": run.id, "target_id": target.id, "sku": target.sku, "from": str(target.from_price), "to": str(target.to_price),
+                                       "currency": target.currency, "idempotency_key": target.idempotency_key, "note": note},
+                 tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
+
+
 def _resolve_letters(session: Session, target_ids: list[int], *, resolution: str) -> None:
     if target_ids:
         session.execute(

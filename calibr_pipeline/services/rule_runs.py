@@ -128,9 +128,23 @@ def create_run(
 
 
 def request_apply_of(session: Session, run: RuleRun, *, actor: str) -> str:
-    """Publish the ``job.rules.apply`` event for an existing run; returns the event id."""
-    if run.state not in (RunState.QUEUED, RunState.PARTIAL, RunState.FAILED):
-        raise InvalidInputError(f"run {run.id} is {run.state}; only QUEUED, PARTIAL or FAILED runs can be applied")
+    """Publish the ``job.rules.apply`` event for an existing run; returns the event id.
+
+    QUEUED, PARTIAL and FAILED runs can be applied, and an APPLYING run whose writer's
+    lease expired (a killed apply) is resumed. Refused: a run being applied right now, a
+    reverted run's retry, and a QUEUED run whose preview expired.
+    """
+    from calibr_pipeline.services.price_apply import check_preview_fresh, reverting_run
+
+    now = utcnow()
+    if run.state == RunState.APPLYING:
+        if run.lease_expires_at is not None and run.lease_expires_at >= now:
+            raise InvalidInputError(f"run {run.id} is being applied right now by {run.lease_owner} (lease until {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC)")
+    elif run.state not in (RunState.QUEUED, RunState.PARTIAL, RunState.FAILED):
+        raise InvalidInputError(f"run {run.id} is {run.state}; only QUEUED, PARTIAL or FAILED runs (or an interrupted APPLYING one) can be applied")
+    if run.state in (RunState.PARTIAL, RunState.FAILED) and (reverted_by := reverting_run(session, run.id)):
+        raise InvalidInputError(f"run {run.id} was reverted by run {reverted_by}; its failed targets are not retried")
+    check_preview_fresh(run, now=now)
     event = publish(
         session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id, actor=actor, project_id=run.project_id, run_id=run.id
     )

@@ -79,6 +79,15 @@ def variant_by_sku(session: Session, project: Project, sku: str) -> Variant:
 
 def upsert_shop(session: Session, project: Project, name: str, **fields) -> Shop:
     shop = session.scalar(select(Shop).where(Shop.project_id == project.id, Shop.name == name))
+    if shop is None and fields.get("platform", "shopify") == "shopify":
+        # A rule run writes every variant of its project through the project's shop; with two
+        # Shopify shops a variant could be sent to the wrong one. One store, one project.
+        other = session.scalar(select(Shop.name).where(Shop.project_id == project.id, Shop.platform == "shopify"))
+        if other is not None:
+            raise InvalidInputError(
+                f"project {project.slug!r} already has the Shopify shop {other!r}; a project has one Shopify shop "
+                f"(add the other store as its own project with `calibr projects add`)"
+            )
     if shop is None:
         shop = Shop(project_id=project.id, name=name, **fields)
         session.add(shop)

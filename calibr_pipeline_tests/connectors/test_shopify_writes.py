@@ -264,10 +264,10 @@ def test_throttled_burst_honours_retry_after(admin, client, shop):
 
 
 def test_throttled_waits_exactly_the_deficit_the_shop_reports(admin, client, shop):
-    # Another app emptied the bucket: the answer says 10 points are missing at 100/s, so the
-    # wait is 0.1 s (plus at most 50 ms of jitter), not a blind 16 s.
+    # Another app overspent the bucket: about 500 points are missing at 1,000/s (Plus), so the
+    # wait is about 0.5 s (what the answer's throttleStatus says, plus at most 50 ms), not 16 s.
     product = shop.products[0]
-    shop.bucket.drain(to=0)
+    shop.bucket.drain(to=-490)
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -276,8 +276,7 @@ def test_throttled_waits_exactly_the_deficit_the_shop_reports(admin, client, sho
 
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.throttled >= 1
-    assert waits and all(w <= 0.16 for w in waits), waits
-    assert 0 < waits[0] <= 0.16 and sum(waits) < 1.0
+    assert waits and 0.2 <= waits[0] <= 0.56 and sum(waits) < 1.5, waits
     assert shop.write_counts() == {product.variants[0].gid: 1}
 
 

@@ -161,12 +161,15 @@ def test_transient_failures_are_retried_user_errors_dead_lettered_then_retry_fai
         assert session.scalar(select(func.count()).select_from(PriceAudit).where(PriceAudit.run_id == run_id)) == len(states)
 
 
-def test_reconciliation_finds_a_merchant_edit_and_schedules_a_retry(defs, world, warehouse_url, instance):
+def test_reconciliation_finds_a_lost_write_and_schedules_a_retry(defs, world, warehouse_url, instance):
+    # The shop shows the price we replaced: our write did not stick, so a retry may re-apply it.
+    # (A price someone else set since is drift: reported, never overwritten - see
+    # test_write_path_safety.test_reconcile_retry_reapplies_lost_writes_and_leaves_a_merchants_edit_alone.)
     shop = world.tenant(TENANT).admin_shop
     run_id, _ = _new_run(warehouse_url)
     assert _execute(defs, instance, "apply_run", run_id).success
     edited = _targets(warehouse_url, run_id)[3]
-    shop.set_price(edited.variant_external_id, Decimal("1.23"))
+    shop.set_price(edited.variant_external_id, edited.from_price)
 
     result = _execute(defs, instance, "reconcile_run", run_id, run_config={"ops": {"reconciliation_report": {"config": {"schedule_retry": True}}}})
     assert result.success
@@ -174,10 +177,11 @@ def test_reconciliation_finds_a_merchant_edit_and_schedules_a_retry(defs, world,
     assert not checks["shop_matches_applied_prices"].passed
     with session_scope(warehouse_url) as session:
         (mismatch,) = session.scalars(select(ReconciliationMismatch).where(ReconciliationMismatch.run_id == run_id)).all()
-        assert (mismatch.sku, mismatch.expected_price, mismatch.actual_price) == (edited.sku, edited.to_price, Decimal("1.23"))
-        assert mismatch.difference == Decimal("1.23") - edited.to_price
+        assert (mismatch.sku, mismatch.expected_price, mismatch.actual_price, mismatch.kind) == (edited.sku, edited.to_price, edited.from_price, "lost_write")
+        assert mismatch.difference == edited.from_price - edited.to_price
         event = session.scalars(select(EventLog).where(EventLog.event_type == "automation.reconciliation.mismatch")).one()
-        assert event.payload["expected"] == str(edited.to_price) and event.payload["actual"] == "1.23"
+        assert event.payload["expected"] == str(edited.to_price) and event.payload["actual"] == str(edited.from_price)
+        assert event.payload["kind"] == "lost_write"
         retry = session.get(RuleRun, mismatch.retry_run_id)
         assert retry.kind == "reconcile_retry" and retry.state == "QUEUED"
         assert session.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "job.rules.apply", OutboxEvent.dispatched_at.is_(None))).one().payload["run_id"] == retry.id

@@ -62,6 +62,11 @@ def rule_targets(
                     shop_prices = read_variant_prices(client, list(gids))
                 finally:
                     client.close()
+            # A source write whose answer was lost but which landed is confirmed (and audited)
+            # first, so that the revert restores it too.
+            source = get_run(session, run.source_run_id)
+            maybe = [t for t in session.scalars(select(RuleTarget).where(RuleTarget.run_id == source.id)) if reconciliation.maybe_written(t.state, t.error_code)]
+            reconciliation.confirm_written(session, source, maybe, shop_prices, actor=_actor(context))
         try:
             stats = compute_targets(session, run_id, shop_prices=shop_prices, preset=shop.rate_limit_preset, refresh=config.refresh)
         except CalibrError as exc:
@@ -92,6 +97,7 @@ class ApplyConfig(dg.Config):
 
     retry_failed: bool = False
     target_ids: list[int] | None = None
+    drain: bool = False  # a DLQ drain: re-check eligibility and count the retry first
 
 
 @dg.asset(
@@ -109,7 +115,13 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
     run_id = context.partition_key
     if config.retry_failed:
         with warehouse.session() as session:
-            retried = price_apply.retry_failed(session, run_id, target_ids=config.target_ids, actor=_actor(context))
+            target_ids = config.target_ids
+            if config.drain:
+                target_ids = reconciliation.prepare_drain_retry(session, run_id, list(config.target_ids or []), actor=_actor(context))
+        if config.drain and not target_ids:
+            return dg.MaterializeResult(metadata={"run_state": "unchanged", "drained": 0, "write_requests": 0})
+        with warehouse.session() as session:
+            retried = price_apply.retry_failed(session, run_id, target_ids=target_ids, actor=_actor(context))
         context.log.info(f"{retried} failed target(s) queued for retry")
     try:
         with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:

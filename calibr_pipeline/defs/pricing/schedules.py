@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from calibr_pipeline.defs.pricing.jobs import reconcile_run_job, retry_failed_job
 from calibr_pipeline.defs.resources import WarehouseResource
-from calibr_pipeline.services.reconciliation import runs_with_transient_dead_letters
+from calibr_pipeline.services.reconciliation import plan_dlq_drain
 from calibr_pipeline.warehouse.models import RuleRun
 
 
@@ -34,19 +34,26 @@ def daily_reconciliation(context: dg.ScheduleEvaluationContext, warehouse: Wareh
     cron_schedule="15 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly: retry dead-lettered targets whose error was transient (5xx, timeout, rate limit).",
+    description=(
+        "Hourly: retry dead-lettered targets whose error was transient (5xx, timeout, rate limit) and whose run is "
+        "still the latest decision for the variant (not reverted or superseded), younger than CALIBR_DLQ_MAX_AGE_HOURS "
+        "and drained fewer than CALIBR_DLQ_MAX_RETRIES times; always through the write-time checks."
+    ),
 )
 def hourly_dlq_drain(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
     hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
-    drains = runs_with_transient_dead_letters(warehouse.resolved_url)
-    if not drains:
-        return dg.SkipReason("no transient dead letters")
+    with warehouse.session() as session:
+        plan = plan_dlq_drain(session, now=context.scheduled_execution_time)
+    # Letters to close are closed by the run that drains their run (it re-plans first), or
+    # by `calibr dlq drain`; a run with nothing to retry needs no Dagster run.
+    if not plan.retry:
+        return dg.SkipReason(f"no dead letter to retry ({len(plan.close)} no longer eligible; `calibr dlq drain` closes them)")
     return [
         dg.RunRequest(
             run_key=f"drain:{run_id}:{hour}",
             partition_key=run_id,
-            run_config={"ops": {"applied_prices": {"config": {"retry_failed": True, "target_ids": target_ids}}}},
+            run_config={"ops": {"applied_prices": {"config": {"retry_failed": True, "target_ids": target_ids, "drain": True}}}},
             tags={"calibr/actor": "dlq-drain"},
         )
-        for run_id, target_ids in drains.items()
+        for run_id, target_ids in plan.retry.items()
     ]
