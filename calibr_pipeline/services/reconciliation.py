@@ -110,7 +110,9 @@ def reconcile_run(
             select(RuleTarget.id, RuleTarget.state, RuleTarget.error_code, RuleTarget.variant_external_id)
             .where(RuleTarget.run_id == run_id, RuleTarget.action == "write")
         ).all()
-        gids = [c.variant_external_id for c in candidates if c.state == TargetState.APPLIED.value or maybe_written(c.state, c.error_code)]
+        # Every write target's variant is read: the checks need the applied and maybe-written
+        # ones, and the warehouse mirrors the shop for all of them afterwards.
+        gids = [c.variant_external_id for c in candidates]
     client: ShopifyAdminClient = client_factory(shop)
     try:
         shop_prices = read_variant_prices(client, gids) if gids else {}
