@@ -75,6 +75,7 @@ from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
     DeadLetter,
     PriceAudit,
+    PricingRule,
     Project,
     RuleRun,
     RuleRunMetrics,
@@ -142,6 +143,14 @@ def reverting_run(session: Session, run_id: str) -> str | None:
     return session.scalar(select(RuleRun.id).where(RuleRun.source_run_id == run_id, RuleRun.kind == "revert").order_by(RuleRun.queued_at).limit(1))
 
 
+def check_rule_enabled(session: Session, run: RuleRun) -> None:
+    """A disabled rule (e.g. a copilot proposal awaiting review) is previewed, never applied."""
+    if run.kind == "apply" and run.rule_id is not None:
+        rule = session.get(PricingRule, run.rule_id)
+        if rule is not None and not rule.active:
+            raise CalibrError(f"rule {rule.name!r} is disabled: review and enable it before applying run {run.id}")
+
+
 def check_preview_fresh(run: RuleRun, *, now: datetime, max_age_hours: float | None = None) -> None:
     """Refuse to start applying a QUEUED run whose preview is older than the maximum age."""
     max_age_hours = settings.preview_max_age_hours() if max_age_hours is None else max_age_hours
@@ -169,6 +178,7 @@ def claim_run(warehouse_url: str, run_id: str, owner: str, *, actor: str, lease_
         if run.state in (RunState.PARTIAL, RunState.FAILED) and (reverted_by := reverting_run(session, run_id)):
             raise CalibrError(f"run {run_id} was reverted by run {reverted_by}; its failed targets are not retried")
         check_preview_fresh(run, now=now)
+        check_rule_enabled(session, run)
         previous, project_id = run.state, run.project_id
     other = aliased(RuleRun)
     busy = exists().where(

@@ -134,7 +134,7 @@ def request_apply_of(session: Session, run: RuleRun, *, actor: str) -> str:
     lease expired (a killed apply) is resumed. Refused: a run being applied right now, a
     reverted run's retry, and a QUEUED run whose preview expired.
     """
-    from calibr_pipeline.services.price_apply import check_preview_fresh, reverting_run
+    from calibr_pipeline.services.price_apply import check_preview_fresh, check_rule_enabled, reverting_run
 
     now = utcnow()
     if run.state == RunState.APPLYING:
@@ -145,6 +145,7 @@ def request_apply_of(session: Session, run: RuleRun, *, actor: str) -> str:
     if run.state in (RunState.PARTIAL, RunState.FAILED) and (reverted_by := reverting_run(session, run.id)):
         raise InvalidInputError(f"run {run.id} was reverted by run {reverted_by}; its failed targets are not retried")
     check_preview_fresh(run, now=now)
+    check_rule_enabled(session, run)
     event = publish(
         session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id, actor=actor, project_id=run.project_id, run_id=run.id
     )
