@@ -37,6 +37,25 @@ SQLITE_FUNCTIONS = frozenset(
      "substr", "substring", "floor", "ceil", "ceiling", "row_number", "rank", "dense_rank", "iif", "date", "like", "max", "min"}
 )
 VIEW_ONLY_FUNCTIONS = frozenset({"json_extract"})
+# SQLite flattens views into the query, so the authorizer sees reads of the views' base
+# tables without naming the view. Those reads are allowed column by column: exactly the
+# columns the copilot views use ('' is a table read without a column, e.g. for a join).
+# Anything else - shops.access_token, tenants, event_log, copilot_audit - is denied.
+BASE_COLUMNS: dict[str, frozenset[str]] = {t: frozenset(c.split() + [""]) for t, c in {
+    "competitor_price_observations": "extracted id",
+    "competitors": "domain id name trusted",
+    "market_positions": "competitor_count currency highest_price lowest_competitor_id lowest_price median_price our_price position "
+                        "position_date price_index project_id spread_pct tenant_id variant_id",
+    "normalized_price_snapshots": "amount amount_in_project_currency availability competitor_id currency observation_id on_sale "
+                                  "project_currency project_id snapshot_date tenant_id variant_id",
+    "price_audit": "actor created_at currency event_type from_price project_id run_id sku tenant_id to_price",
+    "pricing_rules": "active created_at created_by id name project_id updated_at",
+    "products": "id product_type title vendor",
+    "projects": "id tenant_id",
+    "rule_runs": "completed_at id kind project_id queued_at requested_by rule_id state tenant_id",
+    "rule_targets": "action currency from_price proposal_status reason run_id sku state tenant_id to_price",
+    "variants": "cost currency id map_price price product_id project_id sku title",
+}.items()}
 
 
 @dataclass(frozen=True)
@@ -51,9 +70,9 @@ class QueryResult:
 def json_value(value):
     """Rows as JSON: exact decimals as strings, floats through their shortest repr, dates ISO."""
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral_value() or abs(value.as_tuple().exponent) <= 12 else str(value)
+        return int(value) if value == value.to_integral_value() else format(value.normalize(), "f")
     if isinstance(value, float):
-        return format(Decimal(repr(value)).normalize(), "f")
+        return int(value) if value.is_integer() else format(Decimal(repr(value)).normalize(), "f")
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -84,19 +103,19 @@ def _sqlite_path(warehouse_url: str) -> str:
 
 
 def sqlite_authorizer(action: int, arg1, arg2, db_name, source):
-    """Allow reading the copilot views only (``source`` names the view a nested read is for)."""
+    """Allow SELECT, reads of the copilot views and of the columns they are built from, and allow-listed functions."""
     if action == sqlite3.SQLITE_SELECT:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_READ:
         if db_name not in (None, "main"):
             return sqlite3.SQLITE_DENY
-        table = (arg1 or "").lower()
-        if table in PHYSICAL_VIEWS or (source or "").lower() in PHYSICAL_VIEWS:
+        table, column = (arg1 or "").lower(), (arg2 or "").lower()
+        if table in PHYSICAL_VIEWS or column in BASE_COLUMNS.get(table, ()):
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION:
         name = (arg2 or "").lower()
-        if name in SQLITE_FUNCTIONS or (name in VIEW_ONLY_FUNCTIONS and (source or "").lower() in PHYSICAL_VIEWS):
+        if name in SQLITE_FUNCTIONS or name in VIEW_ONLY_FUNCTIONS:
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_DENY  # writes, DDL, PRAGMA, ATTACH, transactions, recursive CTEs, ...
