@@ -32,7 +32,9 @@ READER_ROLE = "calibr_copilot_reader"
 
 def _views(dialect: str) -> dict[str, tuple[str, str]]:
     """name -> (SELECT ..., tenant column expression)."""
-    n = "CAST({} AS NUMERIC)".format
+    # SQLite stores money as text and CAST(... AS NUMERIC) yields integers for whole amounts,
+    # so model-written arithmetic would divide integers; REAL keeps it decimal. PostgreSQL stays exact.
+    n = ("CAST({} AS REAL)" if dialect == "sqlite" else "CAST({} AS NUMERIC)").format
     page_title = "json_extract(o.extracted, '$.title')" if dialect == "sqlite" else "(o.extracted ->> 'title')"
     return {
         "copilot_catalog": (f"""
