@@ -141,7 +141,7 @@ class ToolBox:
         rewritten = rewrite_query(arguments["sql"], tenant_id=c.tenant_id, project_id=c.project_id, dialect=dialect)
         record.rewritten_sql = rewritten.sql
         self.executed_sql.append(rewritten.sql)
-        result = execute_readonly(c.warehouse_url, rewritten.sql, tenant_id=c.tenant_id)
+        result = execute_readonly(c.warehouse_url, rewritten.sql, tenant_id=c.tenant_id, project_id=c.project_id)
         record.row_count = result.row_count
         self.rows = result.rows
         return {"columns": result.columns, "rows": result.rows, "row_count": result.row_count, "truncated": result.truncated}

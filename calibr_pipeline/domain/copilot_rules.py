@@ -129,7 +129,7 @@ class CheckedProposal:
 
 def _clean_name(name: str) -> str:
     text = unicodedata.normalize("NFKC", name)
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] not in ("C",))
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     text = re.sub(r"\s+", " ", text).strip()[:100]
     return text or "proposal"
 

@@ -34,7 +34,7 @@ from calibr_pipeline.domain.errors import CalibrError
 
 MAX_ROWS = 1000
 MAX_SQL_CHARS = 8000
-MAX_TABLE_REFERENCES = 4
+MAX_TABLE_REFERENCES = 6
 MAX_OFFSET = 100_000
 MODEL_DIALECT = "postgres"
 
@@ -209,10 +209,35 @@ def _check_ctes(tree: exp.Expression) -> set[str]:
             raise SqlRefusal("recursive_cte", "WITH RECURSIVE is not allowed (it can loop without end)")
     for cte in tree.find_all(exp.CTE):
         name = cte.alias_or_name.lower()
-        if name in ANALYTICS_VIEWS:
-            raise SqlRefusal("cte_shadows_view", f"a CTE may not be named like the view {name!r}")
+        if name in ANALYTICS_VIEWS or name in _WAREHOUSE_TABLES or name.startswith(_SYSTEM_PREFIXES) or name.startswith("copilot_"):
+            raise SqlRefusal("cte_shadows_view", f"a CTE may not be named like the view or table {name!r}")
         names.add(name)
     return names
+
+
+def is_cte_reference(table: exp.Table) -> bool:
+    """Whether ``table`` names a CTE visible where it stands (SQL scoping, not a global name list):
+    CTEs of enclosing WITH clauses; inside a CTE's own body only the CTEs defined before it."""
+    name = table.name.lower()
+    child: exp.Expression = table
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with") if not isinstance(node, exp.With) else None
+        if isinstance(node, exp.With):
+            visible = []
+            for cte in node.expressions:
+                if cte is child:
+                    break
+                visible.append(cte)
+            else:
+                visible = list(node.expressions)
+            if any(c.alias_or_name.lower() == name for c in visible):
+                return True
+        elif isinstance(with_, exp.With) and with_ is not child:
+            if any(c.alias_or_name.lower() == name for c in with_.expressions):
+                return True
+        child, node = node, node.parent
+    return False
 
 
 def _table_refusal(name: str, qualified: bool) -> SqlRefusal:
@@ -234,7 +259,7 @@ def _check_tables(tree: exp.Expression, cte_names: set[str]) -> set[str]:
         if qualified:
             raise _table_refusal(f"{table.args.get('db').name if table.args.get('db') else ''}.{name}".lower(), True)
         references += 1
-        if name in cte_names:
+        if is_cte_reference(table):
             continue
         if name not in ANALYTICS_VIEWS:
             raise _table_refusal(name, False)
@@ -305,7 +330,7 @@ def _force_limit(tree: exp.Expression, max_rows: int) -> tuple[int, list[str]]:
 def _scope_views(tree: exp.Expression, tenant_id: int, project_id: int) -> None:
     for table in list(tree.find_all(exp.Table)):
         view = ANALYTICS_VIEWS.get(table.name.lower())
-        if view is None:
+        if view is None or is_cte_reference(table):
             continue  # a CTE
         alias = table.alias or view.name
         inner = (
@@ -325,7 +350,7 @@ def verify_rewritten(sql: str, *, tenant_id: int, project_id: int, dialect: str,
     physical = {v.physical for v in ANALYTICS_VIEWS.values()}
     for table in statements[0].find_all(exp.Table):
         name = table.name.lower()
-        if name in cte_names and name not in physical:
+        if name not in physical and is_cte_reference(table):
             continue
         if name not in physical or table.args.get("db"):
             raise SqlRefusal("internal_rewrite_check", f"rewritten SQL reads {name!r}")

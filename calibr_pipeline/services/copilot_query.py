@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from sqlalchemy.engine import make_url
 
-from calibr_pipeline.domain.copilot_sql import ANALYTICS_VIEWS, MAX_ROWS, SqlRefusal
+from calibr_pipeline.domain.copilot_sql import ANALYTICS_VIEWS, MAX_ROWS, SqlRefusal, verify_rewritten
 from calibr_pipeline.warehouse.engine import get_engine
 
 READER_ROLE = "calibr_copilot_reader"
@@ -80,7 +80,15 @@ def json_value(value):
     return value
 
 
-def execute_readonly(warehouse_url: str, sql: str, *, tenant_id: int, max_rows: int = MAX_ROWS, time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> QueryResult:
+def execute_readonly(warehouse_url: str, sql: str, *, tenant_id: int, project_id: int, max_rows: int = MAX_ROWS,
+                     time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> QueryResult:
+    """Run rewritten SQL; it is verified once more here (every view read pinned to the tenant and project)."""
+    verify_rewritten(sql, tenant_id=tenant_id, project_id=project_id, dialect="sqlite" if warehouse_url.startswith("sqlite") else "postgres")
+    return execute_contained(warehouse_url, sql, tenant_id=tenant_id, max_rows=max_rows, time_budget_s=time_budget_s)
+
+
+def execute_contained(warehouse_url: str, sql: str, *, tenant_id: int, max_rows: int = MAX_ROWS, time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> QueryResult:
+    """The database layer alone (no SQL policy): what the connection itself allows. Tests call it with raw SQL."""
     if warehouse_url.startswith("sqlite"):
         return _execute_sqlite(warehouse_url, sql, max_rows=max_rows, time_budget_s=time_budget_s)
     return _execute_postgres(warehouse_url, sql, tenant_id=tenant_id, max_rows=max_rows, time_budget_s=time_budget_s)

@@ -42,7 +42,7 @@ def rule(**changes):
 
 
 JOIN5 = ("SELECT a.sku FROM catalog a JOIN catalog b ON a.sku = b.sku JOIN catalog c ON c.sku = a.sku "
-         "JOIN catalog d ON d.sku = a.sku JOIN catalog e ON e.sku = a.sku")
+         "JOIN catalog d ON d.sku = a.sku JOIN catalog e ON e.sku = a.sku JOIN catalog f ON f.sku = a.sku JOIN catalog g ON g.sku = a.sku")
 
 # (category, id, command, script, expected refusal code or None for "allowed but harmless")
 CASES = [
