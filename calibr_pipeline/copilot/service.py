@@ -309,7 +309,17 @@ def run_copilot(warehouse_url: str, *, command: str, project_slug: str, prompt: 
     if not isinstance(prompt, str) or not prompt.strip():
         raise CalibrError("the prompt is empty")
     started = time.perf_counter()
-    context = _project_context(warehouse_url, project_slug, command=command, actor=actor, tenant_id=tenant_id)
+    try:
+        context = _project_context(warehouse_url, project_slug, command=command, actor=actor, tenant_id=tenant_id)
+    except NotFoundError:
+        if tenant_id is not None:  # an authenticated caller named a project that is not theirs (or none): audited
+            with session_scope(warehouse_url) as session:
+                session.add(CopilotAudit(
+                    tenant_id=tenant_id, project_id=None, actor=str(actor)[:200], entry_point=entry_point, command=command,
+                    prompt=redact(prompt[:4000], _known_secrets()), backend="none", model=None, status="refused", answer=None,
+                    tool_calls=[], executed_sql=[], row_count=0, refusal_code="unknown_project",
+                    refusal_reason=f"project {str(project_slug)[:64]!r} is not one of this tenant's", duration_ms=int((time.perf_counter() - started) * 1000)))
+        raise
     backend = backend or configured_backend()
     toolbox = ToolBox(context)
     status, answer, refusal = "ok", None, None
