@@ -34,7 +34,7 @@ class ScriptedChatApp:
             self.scripts[key] = turns
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
-        if request.method != "POST" or not request.path.rstrip("/").endswith("/chat/completions"):
+        if request.method != "POST" or request.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             return SandboxResponse.json({"error": {"message": "not found", "type": "invalid_request_error"}}, status=404)
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return SandboxResponse.json({"error": {"message": "missing API key", "type": "invalid_request_error"}}, status=401)
