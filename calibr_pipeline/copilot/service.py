@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.copilot_rules import (
@@ -158,7 +159,10 @@ class ToolBox:
         try:
             definition = dict(checked.document)
             definition["name"] = _free_rule_name(session, c.project_id, definition["name"])
-            stored = rule_runs.save_rule(session, project_slug=c.project_slug, definition=definition, actor=f"copilot:{c.actor}")
+            try:
+                stored = rule_runs.save_rule(session, project_slug=c.project_slug, definition=definition, actor=f"copilot:{c.actor}")
+            except IntegrityError:
+                raise Refused("busy", "another rule of this name was saved at the same moment; ask again") from None
             stored.active = False  # saved disabled, in the same transaction: never committed enabled
             session.flush()
             run = rule_runs.create_run(session, project_slug=c.project_slug, rule_name=stored.name, actor=f"copilot:{c.actor}")
@@ -316,7 +320,7 @@ def run_copilot(warehouse_url: str, *, command: str, project_slug: str, prompt: 
             with session_scope(warehouse_url) as session:
                 session.add(CopilotAudit(
                     tenant_id=tenant_id, project_id=None, actor=str(actor)[:200], entry_point=entry_point, command=command,
-                    prompt=redact(prompt[:4000], _known_secrets()), backend="none", model=None, status="refused", answer=None,
+                    prompt=redact(prompt[:4000], _known_secrets(warehouse_url, None)), backend="none", model=None, status="refused", answer=None,
                     tool_calls=[], executed_sql=[], row_count=0, refusal_code="unknown_project",
                     refusal_reason=f"project {str(project_slug)[:64]!r} is not one of this tenant's", duration_ms=int((time.perf_counter() - started) * 1000)))
         raise
@@ -330,7 +334,7 @@ def run_copilot(warehouse_url: str, *, command: str, project_slug: str, prompt: 
     except Refused as exc:
         status, refusal = "refused", {"code": exc.code, "reason": exc.reason}
         answer = f"Refused ({exc.code}): {exc.reason}"
-    secrets = _known_secrets()
+    secrets = _known_secrets(warehouse_url, context.project_id)
     answer = redact(answer, secrets)
     result = {
         "status": status,
@@ -363,8 +367,15 @@ def run_copilot(warehouse_url: str, *, command: str, project_slug: str, prompt: 
     return result
 
 
-def _known_secrets() -> tuple[str, ...]:
-    return tuple(v for v in (os.environ.get(LLM_KEY_ENV, ""),) if v)
+def _known_secrets(warehouse_url: str, project_id: int | None) -> tuple[str, ...]:
+    """Values redacted verbatim: the model API key and the project's shop tokens, whatever their format."""
+    from calibr_pipeline.warehouse.models import Shop
+
+    values = [os.environ.get(LLM_KEY_ENV, "")]
+    if project_id is not None:
+        with session_scope(warehouse_url) as session:
+            values += [t for t in session.scalars(select(Shop.access_token).where(Shop.project_id == project_id)) if t]
+    return tuple(v for v in values if v)
 
 
 def list_copilot_audit(session: Session, *, tenant: str | None = None, project: str | None = None, limit: int = 50) -> list[dict]:

@@ -75,3 +75,13 @@ def test_sandbox_speaks_the_protocol(llm):
     response = requests.post(server.base_url + "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
                              headers={"Authorization": "Bearer x"}, timeout=5)
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_redaction_of_token_shapes_and_known_values():
+    from calibr_pipeline.copilot.service import redact
+
+    text = "use shpat_abcdef123456 or sk-proj-ABCDEFGH12345678, Bearer eyJhbGciOi.JIUzI1, password=hunter2 and custom-Tok3n-Value"
+    out = redact(text, ("custom-Tok3n-Value",))
+    for secret in ("shpat_abcdef123456", "sk-proj-ABCDEFGH12345678", "eyJhbGciOi", "hunter2", "custom-Tok3n-Value"):
+        assert secret not in out
+    assert out.count("[redacted]") == 5
