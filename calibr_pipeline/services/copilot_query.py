@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -131,7 +132,7 @@ def sqlite_authorizer(action: int, arg1, arg2, db_name, source):
 
 def _execute_sqlite(warehouse_url: str, sql: str, *, max_rows: int, time_budget_s: float) -> QueryResult:
     path = _sqlite_path(warehouse_url)
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5, isolation_level=None, check_same_thread=False)
     started = time.perf_counter()
     try:
         connection.execute("PRAGMA query_only = 1")

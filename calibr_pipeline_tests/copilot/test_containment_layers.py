@@ -105,3 +105,9 @@ def test_no_secret_in_any_copilot_view(copilot_world):
                 connection.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(copilot_world["acme"][0])})
             rows = connection.execute(text(f"SELECT * FROM {view}")).all()
             assert SECRET_TOKEN not in repr(rows)
+
+
+def test_percent_signs_and_quotes_survive_execution(copilot_world):
+    result = execute_contained(copilot_world["url"], "SELECT '50%' AS pct, 'it''s' AS q, sku FROM copilot_catalog WHERE sku LIKE 'TENT%' ORDER BY sku",
+                               tenant_id=copilot_world["acme"][0])
+    assert result.rows == [{"pct": "50%", "q": "it's", "sku": "TENT-1"}, {"pct": "50%", "q": "it's", "sku": "TENT-2"}]
