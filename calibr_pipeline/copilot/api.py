@@ -4,6 +4,7 @@ the API application mounts. The dependencies authenticate the caller and return 
 principal, never from the request body.
 
 - ``GET  /api/v1/copilot``           probe (read scope): backend, model, tools, views
+- ``GET  /api/v1/copilot/audit``     read scope: the tenant's copilot calls (``?project=&limit=``)
 - ``POST /api/v1/copilot/simulate``  read scope: ``{"project", "prompt"}`` -> the copilot JSON result
 - ``POST /api/v1/copilot/propose``   write scope: the same, saving a DISABLED rule plus a preview run
 
@@ -59,6 +60,18 @@ def build_router(require_read: Callable[..., Any], require_write: Callable[..., 
         backend = configured_backend()
         return {"status": "ok", "backend": backend.name, "model": backend.model, "tools": [t["function"]["name"] for t in TOOLS],
                 "views": sorted(ANALYTICS_VIEWS), "tenant": getattr(principal, "tenant_slug", None)}
+
+    @router.get("/audit")
+    def copilot_audit(principal=Depends(require_read), project: str | None = None, limit: int = 50) -> dict:
+        """The caller's tenant's copilot calls, newest first (prompt, tool calls, executed SQL, refusal)."""
+        from calibr_pipeline.copilot.service import list_copilot_audit
+        from calibr_pipeline.warehouse.engine import session_scope
+
+        if not 1 <= limit <= 500:
+            raise HTTPException(status_code=422, detail="limit must be between 1 and 500")
+        with session_scope(url()) as session:
+            rows = list_copilot_audit(session, tenant_id=int(principal.tenant_id), project=project, limit=limit)
+        return {"copilot_calls": rows}
 
     @router.post("/simulate")
     def copilot_simulate(body: CopilotRequest, principal=Depends(require_read)) -> dict:

@@ -29,7 +29,7 @@ from calibr_pipeline.domain.copilot_rules import (
 from calibr_pipeline.domain.copilot_sql import SqlRefusal, rewrite_query
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.services import rule_runs
-from calibr_pipeline.services.copilot_query import execute_readonly, json_value
+from calibr_pipeline.services.copilot_query import DEFAULT_TIME_BUDGET_S, execute_readonly, json_value
 from calibr_pipeline.warehouse.engine import get_engine, session_scope
 from calibr_pipeline.warehouse.models import CopilotAudit, PricingRule, Project, RuleTarget, Variant
 from calibr_pipeline.warehouse.tenancy import NotFoundError
@@ -37,6 +37,7 @@ from calibr_pipeline.warehouse.tenancy import NotFoundError
 LLM_URL_ENV = "CALIBR_COPILOT_LLM_URL"
 LLM_KEY_ENV = "CALIBR_COPILOT_API_KEY"
 LLM_MODEL_ENV = "CALIBR_COPILOT_MODEL"
+TIME_BUDGET_ENV = "CALIBR_COPILOT_TIME_BUDGET_S"
 MAX_TOOL_CALLS = 4
 COMMANDS = ("simulate", "propose")
 
@@ -142,7 +143,7 @@ class ToolBox:
         rewritten = rewrite_query(arguments["sql"], tenant_id=c.tenant_id, project_id=c.project_id, dialect=dialect)
         record.rewritten_sql = rewritten.sql
         self.executed_sql.append(rewritten.sql)
-        result = execute_readonly(c.warehouse_url, rewritten.sql, tenant_id=c.tenant_id, project_id=c.project_id)
+        result = execute_readonly(c.warehouse_url, rewritten.sql, tenant_id=c.tenant_id, project_id=c.project_id, time_budget_s=time_budget_s())
         record.row_count = result.row_count
         self.rows = result.rows
         return {"columns": result.columns, "rows": result.rows, "row_count": result.row_count, "truncated": result.truncated}
@@ -185,6 +186,18 @@ class ToolBox:
         finally:
             session.close()
         return {"rule": self.rule, "preview": self.preview, "guardrail_notes": list(checked.guardrail_notes), "saved": persist}
+
+
+def time_budget_s() -> float:
+    """Per-query time budget (CALIBR_COPILOT_TIME_BUDGET_S, default 3 s, at most 30 s)."""
+    raw = os.environ.get(TIME_BUDGET_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TIME_BUDGET_S
+    except ValueError:
+        raise CalibrError(f"{TIME_BUDGET_ENV} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 30:
+        raise CalibrError(f"{TIME_BUDGET_ENV} must be above 0 and at most 30 seconds, got {value}")
+    return value
 
 
 def _free_rule_name(session: Session, project_id: int, name: str) -> str:
@@ -378,13 +391,16 @@ def _known_secrets(warehouse_url: str, project_id: int | None) -> tuple[str, ...
     return tuple(v for v in values if v)
 
 
-def list_copilot_audit(session: Session, *, tenant: str | None = None, project: str | None = None, limit: int = 50) -> list[dict]:
+def list_copilot_audit(session: Session, *, tenant: str | None = None, project: str | None = None, limit: int = 50,
+                       tenant_id: int | None = None) -> list[dict]:
     from calibr_pipeline.warehouse.models import Tenant
 
     query = (select(CopilotAudit, Tenant.slug, Project.slug).outerjoin(Tenant, Tenant.id == CopilotAudit.tenant_id)
              .outerjoin(Project, Project.id == CopilotAudit.project_id).order_by(CopilotAudit.id.desc()).limit(limit))
     if tenant:
         query = query.where(Tenant.slug == tenant)
+    if tenant_id is not None:
+        query = query.where(CopilotAudit.tenant_id == tenant_id)
     if project:
         query = query.where(Project.slug == project)
     out = []

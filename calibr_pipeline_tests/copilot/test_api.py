@@ -112,3 +112,13 @@ def test_no_secret_or_other_tenant_data_in_answers(client):
         body = client.post("/api/v1/copilot/simulate", headers=auth("acme-read"), json={"project": "acme-outdoor", "prompt": prompt}).text
         assert SECRET_TOKEN not in body and "zeta-rival" not in body
         assert '"sku":"' + OTHER_SKU not in body.replace(" ", "")
+
+
+def test_audit_route_shows_only_the_callers_tenant(client, copilot_world):
+    client.post("/api/v1/copilot/simulate", headers=auth("acme-read"), json={"project": "acme-outdoor", "prompt": "How many SKUs do I have?"})
+    acme = client.get("/api/v1/copilot/audit?limit=500", headers=auth("acme-read")).json()["copilot_calls"]
+    zeta = client.get("/api/v1/copilot/audit?limit=500", headers=auth("zeta-write")).json()["copilot_calls"]
+    assert acme and {r["tenant"] for r in acme} == {"acme"} and all(r["tenant"] == "zeta" for r in zeta)
+    assert acme[0]["executed_sql"] and acme[0]["tool_calls"][0]["name"] == "query_analytics"
+    assert client.get("/api/v1/copilot/audit", headers={}).status_code == 401
+    assert client.get("/api/v1/copilot/audit?limit=0", headers=auth("acme-read")).status_code == 422
