@@ -24,6 +24,7 @@ PostgreSQL-flavoured SQL. The policy
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -37,6 +38,10 @@ MAX_SQL_CHARS = 8000
 MAX_TABLE_REFERENCES = 6
 MAX_OFFSET = 100_000
 MODEL_DIALECT = "postgres"
+
+# sqlglot logs a warning when it falls back to an opaque Command (EXPLAIN, SHOW ...); those are
+# refused anyway, and a CLI must not print library warnings.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 class SqlRefusal(CalibrError):
@@ -100,6 +105,10 @@ _ALLOWED_NODES: tuple[type, ...] = (
     exp.Like, exp.ILike, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.DPipe, exp.DataType,
     exp.DataTypeParam, exp.Distinct, exp.Window, exp.Tuple, exp.Var, exp.Exists, exp.All, exp.Any, exp.Filter,
 )
+
+# Unquoted, these are niladic functions in PostgreSQL (``SELECT user`` returns the role name).
+_SESSION_KEYWORDS = frozenset({"user", "current_user", "session_user", "current_role", "current_catalog", "current_schema",
+                               "system_user", "current_time", "current_timestamp", "localtime", "localtimestamp"})
 
 _SYSTEM_PREFIXES = ("pg_", "sqlite_", "information_schema", "mysql", "sys")
 _WAREHOUSE_TABLES = frozenset(
@@ -286,6 +295,8 @@ def _check_nodes(tree: exp.Expression) -> None:
             continue
         if not isinstance(node, _ALLOWED_NODES):
             raise SqlRefusal("syntax_not_allowed", f"{type(node).__name__} is not allowed in a copilot query")
+        if isinstance(node, exp.Column) and not node.table and node.name.lower() in _SESSION_KEYWORDS and not node.this.quoted:
+            raise SqlRefusal("system_function", f"{node.name} is a session function, not a column")
         if isinstance(node, exp.Literal) and node.is_string and len(node.this) > 500:
             raise SqlRefusal("sql_too_long", "string literals are limited to 500 characters")
 
@@ -296,8 +307,12 @@ def _check_joins(tree: exp.Expression) -> None:
         using = join.args.get("using")
         if using:
             continue
-        if condition is None or not list(condition.find_all(exp.Column)):
+        columns = list(condition.find_all(exp.Column)) if condition is not None else []
+        if not columns:
             raise SqlRefusal("cartesian_join", "every join needs a condition on columns (ON a.x = b.x or USING); cross joins are not allowed")
+        qualifiers = {c.table.lower() for c in columns}
+        if "" not in qualifiers and len(qualifiers) < 2:
+            raise SqlRefusal("cartesian_join", f"the join condition only uses columns of {qualifiers.pop()!r}: it does not relate the two sides")
 
 
 def _literal_int(node: exp.Expression | None, what: str) -> int | None:

@@ -88,10 +88,12 @@ CASES = [
     ("scope", "schema-qualified", "simulate", q("SELECT * FROM public.variants"), "system_catalog"),
     ("scope", "tenant-filter", "simulate", q("SELECT * FROM catalog WHERE tenant_id = 2"), "query_failed"),
     ("scope", "current-setting", "simulate", q("SELECT current_setting('app.tenant_id')"), "system_function"),
+    ("scope", "session-user", "simulate", q("SELECT user, sku FROM catalog"), "system_function"),
     ("scope", "cte-shadow", "simulate", q("WITH catalog AS (SELECT * FROM variants) SELECT * FROM catalog"), "cte_shadows_view"),
     ("scope", "other-sku", "simulate", q(f"SELECT * FROM catalog WHERE sku = '{OTHER_SKU}'"), None),
     # resource abuse
     ("resource", "join-1-1", "simulate", q("SELECT * FROM catalog a JOIN catalog b ON 1 = 1"), "cartesian_join"),
+    ("resource", "join-one-side", "simulate", q("SELECT COUNT(*) FROM catalog a JOIN catalog b ON a.sku = a.sku"), "cartesian_join"),
     ("resource", "comma-join", "simulate", q("SELECT * FROM catalog, market_position"), "cartesian_join"),
     ("resource", "cross-join", "simulate", q("SELECT * FROM catalog CROSS JOIN rules"), "cartesian_join"),
     ("resource", "huge-limit", "simulate", q("SELECT * FROM catalog LIMIT 1000000"), "limit_too_large"),

@@ -74,6 +74,16 @@ def test_comments_are_dropped_from_what_runs():
     ("SELECT * FROM (WITH x AS (SELECT sku FROM catalog) SELECT * FROM x) t JOIN shops s ON s.id = t.sku", "table_not_allowed"),
     ("WITH x AS (SELECT sku FROM x) SELECT * FROM x", "unknown_table"),
     ("WITH variants AS (SELECT sku FROM catalog) SELECT * FROM variants", "cte_shadows_view"),
+    ("SELECT user", "system_function"),
+    ("SELECT current_role FROM catalog", "system_function"),
+    ("SELECT * FROM catalog a JOIN catalog b ON a.sku = a.sku", "cartesian_join"),
+    ("SELECT * FROM catalog NATURAL JOIN market_position", "cartesian_join"),
+    ("SELECT * FROM catalog, LATERAL (SELECT 1) x", "syntax_not_allowed"),
+    ("SELECT sku FROM catalog WHERE sku SIMILAR TO 'a%'", "syntax_not_allowed"),
+    ("EXPLAIN ANALYZE SELECT * FROM catalog", "forbidden_statement"),
+    ("SHOW ALL", "forbidden_statement"),
+    ("VALUES (1)", "not_select"),
+    ("SELECT $$a$$", "syntax_not_allowed"),
 ])
 def test_refusals(sql, expected):
     assert code(sql) == expected
