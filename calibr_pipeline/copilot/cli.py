@@ -36,7 +36,7 @@ def cmd_copilot(args) -> int:
         _print_json(result)
     else:
         _print_human(result)
-    return 0 if result["status"] == "ok" else 3
+    return {"ok": 0, "refused": 3}.get(result["status"], 1)
 
 
 def add_copilot_commands(sub) -> None:

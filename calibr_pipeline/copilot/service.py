@@ -10,6 +10,7 @@ writes one ``copilot_audit`` row, whatever happens.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +34,8 @@ from calibr_pipeline.services.copilot_query import DEFAULT_TIME_BUDGET_S, execut
 from calibr_pipeline.warehouse.engine import get_engine, session_scope
 from calibr_pipeline.warehouse.models import CopilotAudit, PricingRule, Project, RuleTarget, Variant
 from calibr_pipeline.warehouse.tenancy import NotFoundError
+
+log = logging.getLogger(__name__)
 
 LLM_URL_ENV = "CALIBR_COPILOT_LLM_URL"
 LLM_KEY_ENV = "CALIBR_COPILOT_API_KEY"
@@ -150,6 +153,8 @@ class ToolBox:
 
     def _propose(self, arguments, record: ToolRecord) -> dict:
         c = self.context
+        if self.rule is not None:
+            raise Refused("too_many_proposals", "one rule proposal per request")
         document = check_tool_arguments(arguments, project_slug=c.project_slug)
         with session_scope(c.warehouse_url) as session:
             known = rule_runs.known_competitor_ids(session, c.project_id)
@@ -347,6 +352,10 @@ def run_copilot(warehouse_url: str, *, command: str, project_slug: str, prompt: 
     except Refused as exc:
         status, refusal = "refused", {"code": exc.code, "reason": exc.reason}
         answer = f"Refused ({exc.code}): {exc.reason}"
+    except Exception as exc:  # still audited; the caller gets a status, not a traceback
+        log.exception("copilot call failed")
+        status, refusal = "error", {"code": "internal_error", "reason": type(exc).__name__}
+        answer = f"The copilot failed ({type(exc).__name__}); the call is in the audit log."
     secrets = _known_secrets(warehouse_url, context.project_id)
     answer = redact(answer, secrets)
     result = {

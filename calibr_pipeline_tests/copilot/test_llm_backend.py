@@ -85,3 +85,28 @@ def test_redaction_of_token_shapes_and_known_values():
     for secret in ("shpat_abcdef123456", "sk-proj-ABCDEFGH12345678", "eyJhbGciOi", "hunter2", "custom-Tok3n-Value"):
         assert secret not in out
     assert out.count("[redacted]") == 5
+
+
+def test_one_proposal_per_request(copilot_world, llm):
+    server, app = llm
+    rule = {"name": "twice", "transform": {"kind": "percent_change", "value": "1"}, "scope": {"kind": "project"}, "guardrails": {"min_margin_pct": "20"}}
+    app.script("two rules", [{"tool_calls": [{"name": "propose_rule", "arguments": {"rule": rule}}, {"name": "propose_rule", "arguments": {"rule": rule}}]}])
+    backend = ChatCompletionsBackend(base_url=server.base_url + "/v1", api_key=KEY, model="m")
+    result = run_copilot(copilot_world["url"], command="simulate", project_slug="acme-outdoor", prompt="two rules", actor="t", backend=backend)
+    assert result["status"] == "refused" and result["refusal"]["code"] == "too_many_proposals"
+
+
+def test_an_unexpected_failure_is_audited_not_raised(copilot_world, monkeypatch):
+    from sqlalchemy import text
+
+    from calibr_pipeline.copilot import service
+    from calibr_pipeline.warehouse.engine import get_engine
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(service, "execute_readonly", boom)
+    result = run_copilot(copilot_world["url"], command="simulate", project_slug="acme-outdoor", prompt="How many SKUs do I have?", actor="t")
+    assert result["status"] == "error" and result["refusal"] == {"code": "internal_error", "reason": "RuntimeError"}
+    with get_engine(copilot_world["url"]).connect() as connection:
+        assert connection.execute(text("SELECT status FROM copilot_audit WHERE id = :i"), {"i": result["audit_id"]}).scalar() == "error"
