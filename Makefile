@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench sandbox ui sql install clean
+.PHONY: demo test bench bench-copilot sandbox ui sql install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 ## Performance benchmarks (prints figures; not part of the test suite).
 bench: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.run_all
+
+## Copilot latency: offline simulate p95 over the documented forms, propose including the preview.
+bench-copilot: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_copilot
 
 sandbox: install
 	$(BIN)/calibr sandbox

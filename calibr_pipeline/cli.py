@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from calibr_pipeline import settings
+from calibr_pipeline.copilot.cli import add_copilot_commands
 from calibr_pipeline.domain.errors import CalibrError
 
 EXIT_USER_ERROR = 2
@@ -559,6 +560,18 @@ def cmd_audit(args) -> int:
     filters = AuditFilters(
         tenant=args.tenant, project=args.project, run_id=args.run, event_types=tuple(args.event_type or ()), since=args.since, until=args.until
     )
+    if getattr(args, "copilot", False):
+        from calibr_pipeline.copilot.service import list_copilot_audit
+
+        with session_scope(_warehouse_url(args)) as session:
+            rows = list_copilot_audit(session, tenant=args.tenant, project=args.project, limit=args.limit)
+        if args.json:
+            _print_json({"copilot_calls": rows})
+        for row in rows if not args.json else ():
+            print(f"{row['id']}\t{row['at']}\t{row['tenant'] or '-'}\t{row['project'] or '-'}\t{row['command']}\t{row['actor']}\t"
+                  f"{row['backend']}/{row['model'] or '-'}\t{row['status']}{':' + row['refusal_code'] if row['refusal_code'] else ''}\t"
+                  f"{len(row['tool_calls'])} tool call(s), {row['row_count']} row(s)\t{json.dumps(row['prompt'])[:120]}")
+        return 0
     if args.markdown:
         from calibr_pipeline.services.audit import render_audit_report
 
@@ -642,6 +655,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--cursor")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
+    p.add_argument("--copilot", action="store_true", help="copilot calls instead of events: prompt, tool calls, executed SQL, refusal (newest first)")
     p.set_defaults(func=cmd_audit)
 
 
@@ -737,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dagster", action="store_true", help="do not open the Dagster instance (no schedule, queue or daemon figures)")
     p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
+    add_copilot_commands(sub)
     return parser
 
 

@@ -160,6 +160,32 @@ def run_demo_rule(defs, instance, warehouse_url: str, tenant: str) -> dict:
     return outcome
 
 
+DEMO_COPILOT_QUESTION = "Which of my SKUs are the most expensive vs the market?"
+DEMO_COPILOT_PROPOSAL = "Undercut the cheapest competitor by 2% but keep 25% margin, round to .99"
+
+
+def run_demo_copilot(warehouse_url: str, project: str) -> str:
+    """One copilot question and one proposal (saved disabled) for a demo tenant; a failure is reported, not fatal."""
+    try:
+        from calibr_pipeline.copilot.service import OfflineBackend, run_copilot
+
+        question = run_copilot(warehouse_url, command="simulate", project_slug=project, prompt=DEMO_COPILOT_QUESTION, actor="demo",
+                               entry_point="demo", backend=OfflineBackend())
+        proposal = run_copilot(warehouse_url, command="propose", project_slug=project, prompt=DEMO_COPILOT_PROPOSAL, actor="demo",
+                               entry_point="demo", backend=OfflineBackend())
+        top = ", ".join(f"{r['sku']} (index {r.get('price_index')})" for r in question["rows"][:3]) or "no market data"
+        lines = [f"  copilot {project}: asked {DEMO_COPILOT_QUESTION!r} -> {question['status']}: {top}"]
+        if proposal["status"] == "ok":
+            preview = proposal["preview"]
+            lines.append(f"  copilot {project}: proposed {proposal['rule']['name']!r} (saved DISABLED), preview run {preview['run_id']}: "
+                         f"{preview['skus_affected']} of {preview['skus_in_scope']} SKUs would change; review: {proposal['handoff']['review_preview']}")
+        else:
+            lines.append(f"  copilot {project}: proposal refused: {proposal['refusal']}")
+        return "\n".join(lines)
+    except Exception as exc:  # the demo goes on: the copilot step is reported, never fatal
+        return f"  copilot {project}: FAILED ({type(exc).__name__}: {str(exc)[:200]})"
+
+
 def _prepare_dagster_home(home: Path) -> Path:
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -259,6 +285,8 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
                 f"{rule['applied']} of {rule['targets']} SKUs repriced, reconciled: {'yes' if rule['reconcile'] else 'FAILED'}"
             )
             results[f"{tenant} rule"] = rule["preview"] and rule["apply"] and rule["reconcile"]
+        for tenant in tenants:
+            print(run_demo_copilot(warehouse_url, tenant))
         from calibr_pipeline.services.audit import render_audit_report
 
         with session_scope(warehouse_url) as session:

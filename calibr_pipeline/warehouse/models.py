@@ -610,3 +610,37 @@ class ConnectorRequestStat(Base):
         UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
         Index("ix_connector_request_stats_minute", "minute"),
     )
+
+
+# --- copilot ----------------------------------------------------------------------------
+
+
+class CopilotAudit(Base):
+    """One copilot call (simulate or propose): who asked what, which tools the model called with
+    which raw arguments, the rewritten SQL actually executed, and the outcome. Secrets are
+    redacted from the prompt and the answer before they are stored."""
+
+    __tablename__ = "copilot_audit"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    entry_point: Mapped[str] = mapped_column(String(16))  # cli | api | demo
+    command: Mapped[str] = mapped_column(String(16))  # simulate | propose
+    prompt: Mapped[str] = mapped_column(Text)
+    backend: Mapped[str] = mapped_column(String(32))  # offline | openai
+    model: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # ok | refused | error
+    answer: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list] = mapped_column(JSON, default=list)
+    executed_sql: Mapped[list] = mapped_column(JSON, default=list)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    refusal_code: Mapped[str | None] = mapped_column(String(64))
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("pricing_rules.id"))
+    preview_run_id: Mapped[str | None] = mapped_column(String(36))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_copilot_audit_tenant_time", "tenant_id", "created_at"),)

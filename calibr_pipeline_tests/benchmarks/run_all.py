@@ -18,6 +18,7 @@ import time
 from calibr_pipeline_tests.benchmarks import (
     bench_apply_latency,
     bench_apply_memory,
+    bench_copilot,
     bench_error_rate,
     bench_preview,
     bench_rate_floor,
@@ -32,6 +33,7 @@ BENCHMARKS = (
     ("bench_apply_latency", bench_apply_latency.run),
     ("bench_rate_floor", bench_rate_floor.run),
     ("bench_apply_memory", bench_apply_memory.run),
+    ("bench_copilot", bench_copilot.run),
 )
 
 
