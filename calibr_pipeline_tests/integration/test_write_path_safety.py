@@ -508,3 +508,31 @@ def test_a_disabled_rules_preview_is_never_applied(defs, world, warehouse_url):
     with session_scope(warehouse_url) as session, pytest.raises(Exception, match="is disabled"):
         request_apply_of(session, session.get(RuleRun, run_id), actor="test")
     assert sum(shop.write_counts().values()) == 0
+
+
+def test_cli_apply_wait_exits_non_zero_for_a_partial_run_and_two_for_a_run_being_applied(defs, world, warehouse_url, tmp_path, monkeypatch, capsys):
+    import shutil
+    from pathlib import Path
+
+    from calibr_pipeline import cli
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(cli.__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    shop = world.tenant(TENANT).admin_shop
+    run_id = _preview(warehouse_url)
+    refused = next(t for t in _targets(warehouse_url, run_id) if t.action == "write")
+    shop.faults.fail_variants([refused.variant_external_id], code="INVALID_INPUT")
+
+    code = cli.main(["--warehouse-url", warehouse_url, "runs", "apply", run_id, "--wait"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"run {run_id} ended PARTIAL: 1 target(s) failed" in err
+
+    other = _preview(warehouse_url, {**GUARDED, "name": "Busy"})
+    with session_scope(warehouse_url) as session:
+        row = session.get(RuleRun, other)
+        row.state, row.lease_owner, row.lease_expires_at = "APPLYING", "someone-else", utcnow() + timedelta(minutes=5)
+    code = cli.main(["--warehouse-url", warehouse_url, "runs", "apply", other, "--wait"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is being applied right now by someone-else" in err[0]
