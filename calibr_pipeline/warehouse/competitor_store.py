@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
-from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position, convert
+from calibr_pipeline.domain.fx import FxQuote, max_rate_age_days, missing_reason, quantize_rate
+from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position
 from calibr_pipeline.warehouse.models import (
     Competitor,
     CompetitorListing,
@@ -228,6 +229,8 @@ def replace_observations(
 
 
 def upsert_fx_rate(session: Session, rate_date: date, base: str, quote: str, rate: Decimal, source: str) -> None:
+    """Store 1 ``base`` = ``rate`` ``quote`` at the fixed precision of :mod:`calibr_pipeline.domain.fx`."""
+    rate = quantize_rate(rate)
     row = session.scalar(
         select(FxRate).where(FxRate.rate_date == rate_date, FxRate.base_currency == base, FxRate.quote_currency == quote)
     )
@@ -237,20 +240,26 @@ def upsert_fx_rate(session: Session, rate_date: date, base: str, quote: str, rat
         row.rate, row.source = rate, source
 
 
-def fx_rate(session: Session, base: str, quote: str, on: date) -> Decimal | None:
-    """The latest reference rate on or before ``on``; the inverse rate is used when only that exists."""
+def fx_quote(session: Session, base: str, quote: str, on: date) -> FxQuote | None:
+    """The latest reference rate on or before ``on`` (the inverse pair when only that exists)."""
     if base == quote:
-        return Decimal(1)
+        return FxQuote(base, quote, Decimal(1), on, inverted=False)
     for b, q, invert in ((base, quote, False), (quote, base, True)):
-        rate = session.scalar(
-            select(FxRate.rate)
+        found = session.execute(
+            select(FxRate.rate, FxRate.rate_date)
             .where(FxRate.base_currency == b, FxRate.quote_currency == q, FxRate.rate_date <= on)
             .order_by(FxRate.rate_date.desc())
             .limit(1)
-        )
-        if rate is not None:
-            return (Decimal(1) / rate) if invert else rate
+        ).first()
+        if found is not None:
+            return FxQuote(base, quote, found.rate, found.rate_date, inverted=invert)
     return None
+
+
+def fx_rate(session: Session, base: str, quote: str, on: date) -> Decimal | None:
+    """The applied rate (6 decimals) of :func:`fx_quote`, or None; ignores the rate's age."""
+    found = fx_quote(session, base, quote, on)
+    return found.rate if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -258,10 +267,18 @@ class SnapshotStats:
     snapshots: int
     listings_without_price: int
     missing_fx: dict[str, int]
+    stale_fx: dict[str, int] = field(default_factory=dict)
 
 
-def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) -> SnapshotStats:
-    """One row per listing and day, from the day's latest successful observation."""
+def replace_snapshots(
+    session: Session, *, tenant_id: int, snapshot_date: date, max_fx_age_days: int | None = None
+) -> SnapshotStats:
+    """One row per listing and day, from the day's latest successful observation.
+
+    A missing or stale FX rate (older than ``max_fx_age_days``, default
+    ``CALIBR_FX_MAX_RATE_AGE_DAYS``) keeps the snapshot without a converted amount and with
+    ``excluded_reason`` saying why; it never fails the partition."""
+    max_age = max_rate_age_days() if max_fx_age_days is None else max_fx_age_days
     session.execute(
         delete(NormalizedPriceSnapshot).where(
             NormalizedPriceSnapshot.tenant_id == tenant_id, NormalizedPriceSnapshot.snapshot_date == snapshot_date
@@ -287,16 +304,24 @@ def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) 
     }
     project_currency = dict(session.execute(select(Project.id, Project.currency).where(Project.tenant_id == tenant_id)).all())
     missing_fx: dict[str, int] = defaultdict(int)
-    rates: dict[tuple[str, str], Decimal | None] = {}
+    stale_fx: dict[str, int] = defaultdict(int)
+    quotes: dict[tuple[str, str], FxQuote | None] = {}
     for listing_id, obs in latest_ok.items():
         listing = listings[listing_id]
         target = project_currency[listing.project_id]
         key = (obs.currency, target)
-        if key not in rates:
-            rates[key] = fx_rate(session, obs.currency, target, snapshot_date)
-        rate = rates[key]
-        if rate is None:
+        if key not in quotes:
+            quotes[key] = fx_quote(session, obs.currency, target, snapshot_date)
+        quote = quotes[key]
+        excluded_reason = None
+        if quote is None:
             missing_fx[f"{obs.currency}->{target}"] += 1
+            excluded_reason = missing_reason(obs.currency, target, snapshot_date)
+        else:
+            excluded_reason = quote.stale_reason(snapshot_date, max_age)
+            if excluded_reason is not None:
+                stale_fx[f"{obs.currency}->{target}"] += 1
+        usable = quote is not None and excluded_reason is None
         session.add(
             NormalizedPriceSnapshot(
                 tenant_id=tenant_id,
@@ -312,13 +337,14 @@ def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) 
                 on_sale=obs.regular_amount is not None and obs.regular_amount > obs.amount,
                 availability=obs.availability,
                 project_currency=target,
-                fx_rate=rate,
-                amount_in_project_currency=convert(obs.amount, rate, target) if rate is not None else None,
+                fx_rate=quote.rate if quote is not None else None,
+                amount_in_project_currency=quote.convert(obs.amount) if usable else None,
+                excluded_reason=excluded_reason,
                 observed_at=obs.fetched_at,
             )
         )
     session.flush()
-    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx))
+    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx), dict(stale_fx))
 
 
 @dataclass(frozen=True)
