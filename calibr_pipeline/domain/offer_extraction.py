@@ -60,7 +60,7 @@ from calibr_pipeline.domain.currency import lookup_symbol, region_from_locale, r
 from calibr_pipeline.domain.errors import ErrorClass, ExtractionError, PriceParseError
 from calibr_pipeline.domain.money import to_decimal
 from calibr_pipeline.domain.price_parsing import normalize_amount, parse_amount, validate_amount
-from calibr_pipeline.domain.visible_offer import read_visible_price, twitter_card_price, visible_availability
+from calibr_pipeline.domain.visible_offer import page_says_gone, read_visible_price, twitter_card_price, visible_availability
 
 # --------------------------------------------------------------------------- availability
 
@@ -131,6 +131,9 @@ class ExtractedOffer:
     confidence: float = field(default=1.0, compare=False)
     # Why: short notes a person can check ("main product by og:url", "h1 proximity", ...).
     evidence: tuple[str, ...] = field(default=(), compare=False)
+    # What the page says about itself beyond the offer: "soft_404" when its title / heading
+    # says the product is not found or no longer available (the price is then a banner's).
+    page_flags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # Floats must never become money; to_decimal refuses them.
@@ -171,6 +174,7 @@ class ExtractedOffer:
             "on_sale": self.on_sale,
             "confidence": self.confidence,
             "evidence": list(self.evidence),
+            "page_flags": list(self.page_flags),
         }
 
 
@@ -985,6 +989,9 @@ def _with_visible_details(offer: ExtractedOffer, tree: lxml.html.HtmlElement, ct
                 confidence=min(offer.confidence, shown.confidence + 0.05),
                 evidence=(*shown.evidence, f"displayed VAT-inclusive price preferred over {offer.source} {offer.amount}"),
             )
+    gone = page_says_gone(tree)
+    if gone is not None:
+        offer = replace(offer, page_flags=(*offer.page_flags, "soft_404"), evidence=(*offer.evidence, f"soft 404: {gone}"))
     if offer.availability is None:
         availability, why = visible_availability(tree)
         if availability is not None:

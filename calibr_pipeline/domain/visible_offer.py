@@ -45,6 +45,7 @@ import lxml.html
 
 from calibr_pipeline.domain.errors import ErrorClass, ExtractionError
 from calibr_pipeline.domain.price_parsing import normalize_amount, parse_amount, validate_amount
+from calibr_pipeline.domain.trust import SOFT_404_TEXT
 
 MIN_SCORE = 3.0
 MIN_MARGIN = 1.0
@@ -386,4 +387,17 @@ def twitter_card_price(root: lxml.html.HtmlElement) -> str | None:
             data = metas.get("twitter:data" + key[len("twitter:label"):])
             if data:
                 return data
+    return None
+
+
+def page_says_gone(root: lxml.html.HtmlElement) -> str | None:
+    """The words by which a 200 page says its product is not there (title, H1, an error block)."""
+    texts = [" ".join(t.text_content().split()) for t in root.iter("title", "h1")]
+    for el in _walk(root):
+        if any(re.search(r"(^|[-_])(not-?found|error-?page|page-?404|no-?longer)", t, re.I) for t in _tokens(el)):
+            texts.append(_short_text(el)[:200])
+    for text in texts:
+        found = SOFT_404_TEXT.search(text or "")
+        if found:
+            return repr(text[:80])
     return None

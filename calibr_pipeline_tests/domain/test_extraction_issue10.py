@@ -196,3 +196,10 @@ def test_twitter_product_card_price():
     head = '<meta name="twitter:label1" content="PRICE"><meta name="twitter:data1" content="LBP139999.00">'
     result = extract_offer(page(head=head), "https://www.spinneys.example.com/feta.html")
     assert (result.amount, result.currency, result.source) == (D("139999.00"), "LBP", "meta")
+
+
+def test_soft_404_page_price_is_flagged():
+    body = '<h1>Page not found</h1><p>The product you are looking for is no longer available.</p><div class="promo-price"><span class="price">$1.00</span></div>'
+    html = page(head=ld(product("Gift card", "1.00", currency="USD")), body=body)
+    result = extract_offer(html, "https://x.example.com/p/gone")
+    assert "soft_404" in result.page_flags and result.to_json_dict()["page_flags"] == ["soft_404"]

@@ -111,6 +111,7 @@ def test_extracted_offer_json_dict_is_json_safe_and_exact():
         "on_sale": True,
         "confidence": 1.0,
         "evidence": [],
+        "page_flags": [],
     }
     assert json.loads(json.dumps(as_dict)) == as_dict
 
