@@ -129,7 +129,8 @@ class TrustInputs:
     age_hours: float = 0.0
     peer_amounts: Sequence[Decimal] = ()  # other competitors' prices for the same SKU, same currency
     our_price: Decimal | None = None
-    previous_amount: Decimal | None = None  # the listing's last price before this one, same currency
+    listing_amount: Decimal | None = None  # in the listing's own currency (history compares these)
+    previous_amount: Decimal | None = None  # the listing's last price before this one, its currency
     confirmed_by_refetch: bool | None = None
     multi_price: bool = False
     soft_404: bool = False
@@ -190,13 +191,14 @@ def score(inputs: TrustInputs) -> TrustScore:
         elif deviation > Decimal("0.3"):
             doubt("peer_deviation", PENALTIES["peer_deviation_30"], f"{_pct(deviation)} from the {reference_name} ({reference})")
 
-    anomaly = is_anomaly(inputs.previous_amount, amount)
+    current = inputs.listing_amount if inputs.listing_amount is not None else amount
+    anomaly = is_anomaly(inputs.previous_amount, current)
     if anomaly is not None:
         penalty = PENALTIES[anomaly]
         confirmed = " (confirmed by a re-fetch)" if inputs.confirmed_by_refetch else ""
         if inputs.confirmed_by_refetch:
             penalty /= 2
-        doubt(anomaly, penalty, f"{inputs.previous_amount} -> {amount}{confirmed}")
+        doubt(anomaly, penalty, f"{inputs.previous_amount} -> {current}{confirmed}")
     if inputs.multi_price:
         doubt("multi_price", PENALTIES["multi_price"], "the page shows several prices for this product")
     if inputs.soft_404:

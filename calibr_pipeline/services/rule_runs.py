@@ -156,11 +156,16 @@ def estimate_apply_seconds(products: int, preset: str | None) -> float:
     return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S), 1)
 
 
+def _quarantine_reason(row) -> str:
+    signals = ", ".join(r.get("signal", "?") for r in (row.trust_reasons or []) if isinstance(r, dict))
+    return f"trust {row.trust_score} below threshold ({signals or 'no reasons recorded'})"
+
+
 def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
     since = (now - timedelta(hours=max_age_hours + 24)).date()
     S = NormalizedPriceSnapshot
     rows = session.execute(  # columns, not entities: no identity map, no JSON decoding
-        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted)
+        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted, S.quarantined, S.trust_score, S.trust_reasons)
         .join(Competitor, Competitor.id == S.competitor_id)
         .join(CompetitorListing, CompetitorListing.id == S.listing_id)
         .where(S.project_id == project_id, S.snapshot_date >= since, S.amount_in_project_currency.is_not(None), CompetitorListing.active.is_(True))
@@ -179,6 +184,7 @@ def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[
                     observed_at=row.observed_at,
                     trusted=bool(row.trusted),
                     in_stock=row.availability != "OutOfStock",
+                    quarantine_reason=_quarantine_reason(row) if row.quarantined else None,
                 )
             )
     return inputs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.fx import FxQuote, max_rate_age_days, missing_reason, quantize_rate
 from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position
+from calibr_pipeline.domain.trust import TrustInputs, redirected_away, threshold as trust_threshold
+from calibr_pipeline.domain.trust import score as trust_score
 from calibr_pipeline.warehouse.models import (
     Competitor,
     CompetitorListing,
@@ -268,6 +270,7 @@ class SnapshotStats:
     listings_without_price: int
     missing_fx: dict[str, int]
     stale_fx: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
 
 
 def replace_snapshots(
@@ -305,6 +308,7 @@ def replace_snapshots(
     project_currency = dict(session.execute(select(Project.id, Project.currency).where(Project.tenant_id == tenant_id)).all())
     missing_fx: dict[str, int] = defaultdict(int)
     stale_fx: dict[str, int] = defaultdict(int)
+    snapshots: list[NormalizedPriceSnapshot] = []
     quotes: dict[tuple[str, str], FxQuote | None] = {}
     for listing_id, obs in latest_ok.items():
         listing = listings[listing_id]
@@ -322,7 +326,7 @@ def replace_snapshots(
             if excluded_reason is not None:
                 stale_fx[f"{obs.currency}->{target}"] += 1
         usable = quote is not None and excluded_reason is None
-        session.add(
+        snapshots.append(
             NormalizedPriceSnapshot(
                 tenant_id=tenant_id,
                 project_id=listing.project_id,
@@ -343,8 +347,85 @@ def replace_snapshots(
                 observed_at=obs.fetched_at,
             )
         )
+    quarantined = _score_trust(session, tenant_id, snapshot_date, snapshots, latest_ok, listings)
+    session.add_all(snapshots)
     session.flush()
-    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx), dict(stale_fx))
+    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx), dict(stale_fx), quarantined)
+
+
+def previous_amounts(session: Session, tenant_id: int, before: date, days: int = 30) -> dict[int, tuple[Decimal, str]]:
+    """Each listing's latest snapshot amount (and currency) before ``before``."""
+    S = NormalizedPriceSnapshot
+    rows = session.execute(
+        select(S.listing_id, S.amount, S.currency)
+        .where(S.tenant_id == tenant_id, S.snapshot_date < before, S.snapshot_date >= before - timedelta(days=days))
+        .order_by(S.listing_id, S.snapshot_date)
+    ).all()
+    return {row.listing_id: (row.amount, row.currency) for row in rows}
+
+
+def _score_trust(
+    session: Session,
+    tenant_id: int,
+    snapshot_date: date,
+    snapshots: list[NormalizedPriceSnapshot],
+    observations: dict[int, CompetitorPriceObservation],
+    listings: dict[int, CompetitorListing],
+) -> int:
+    """Trust score, reasons and quarantine for each snapshot (calibr_pipeline.domain.trust)."""
+    if not snapshots:
+        return 0
+    previous = previous_amounts(session, tenant_id, snapshot_date)
+    our_prices = dict(
+        session.execute(select(Variant.id, Variant.price).where(Variant.id.in_({s.variant_id for s in snapshots}))).all()
+    )
+    thresholds = dict(
+        session.execute(select(Project.id, Project.trust_threshold).where(Project.tenant_id == tenant_id)).all()
+    )
+    by_variant: dict[int, list[NormalizedPriceSnapshot]] = defaultdict(list)
+    for snap in snapshots:
+        by_variant[snap.variant_id].append(snap)
+    day_end = datetime.combine(snapshot_date, time.max, tzinfo=timezone.utc)
+    scored_at = min(utcnow(), day_end)
+    quarantined = 0
+    for snap in snapshots:
+        obs = observations[snap.listing_id]
+        extracted = obs.extracted or {}
+        listing = listings[snap.listing_id]
+        peers = [
+            p.amount_in_project_currency
+            for p in by_variant[snap.variant_id]
+            if p is not snap and p.amount_in_project_currency is not None and p.availability != "OutOfStock"
+        ]
+        prev = previous.get(snap.listing_id)
+        confidence = extracted.get("confidence")
+        source = extracted.get("source") or obs.extraction_source
+        multi = bool(extracted.get("low_price") and extracted.get("high_price") and extracted["low_price"] != extracted["high_price"])
+        result = trust_score(
+            TrustInputs(
+                amount=snap.amount_in_project_currency,
+                extraction_confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
+                extraction_source=source,
+                age_hours=max(0.0, (scored_at - obs.fetched_at).total_seconds() / 3600),
+                peer_amounts=tuple(peers),
+                our_price=our_prices.get(snap.variant_id) if snap.amount_in_project_currency is not None else None,
+                listing_amount=snap.amount,
+                previous_amount=prev[0] if prev is not None and prev[1] == snap.currency else None,
+                confirmed_by_refetch=extracted.get("confirmed_by_refetch"),
+                multi_price=multi,
+                soft_404="soft_404" in (extracted.get("page_flags") or []) or redirected_away(listing.url, extracted.get("final_url")),
+                out_of_stock=snap.availability == "OutOfStock",
+                currency_inferred=source in ("dom", "meta"),
+                match_type=listing.match_type,
+            )
+        )
+        limit = trust_threshold(thresholds.get(snap.project_id))
+        snap.trust_score = result.score
+        snap.trust_reasons = list(result.reasons)
+        snap.quarantined = result.quarantined(limit)
+        quarantined += snap.quarantined
+    return quarantined
+
 
 
 @dataclass(frozen=True)

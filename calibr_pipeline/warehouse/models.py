@@ -67,6 +67,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Issue 10: snapshots whose trust score is below this are quarantined (None: the default).
+    trust_threshold: Mapped[Decimal | None] = mapped_column(ExactDecimal)
 
     tenant: Mapped[Tenant] = relationship(back_populates="projects")
     shops: Mapped[list[Shop]] = relationship(back_populates="project")

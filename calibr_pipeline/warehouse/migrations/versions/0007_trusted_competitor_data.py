@@ -1,4 +1,4 @@
-"""Trusted competitor data: snapshot exclusion reason (FX), trust score, reasons and quarantine
+"""Trusted competitor data: snapshot exclusion reason (FX), trust score, reasons, quarantine and project threshold
 
 Revision ID: 0007
 Revises: 0006
@@ -19,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('projects', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('trust_threshold', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=True))
     with op.batch_alter_table('normalized_price_snapshots', schema=None) as batch_op:
         batch_op.add_column(sa.Column('excluded_reason', sa.String(length=300), nullable=True))
         batch_op.add_column(sa.Column('trust_score', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=True))
@@ -32,3 +34,5 @@ def downgrade() -> None:
         batch_op.drop_column('trust_reasons')
         batch_op.drop_column('trust_score')
         batch_op.drop_column('excluded_reason')
+    with op.batch_alter_table('projects', schema=None) as batch_op:
+        batch_op.drop_column('trust_threshold')
