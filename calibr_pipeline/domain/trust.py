@@ -213,3 +213,30 @@ def score(inputs: TrustInputs) -> TrustScore:
     total = sum(r["penalty"] for r in reasons)
     value = Decimal(str(max(0.0, min(1.0, 1.0 - total)))).quantize(Decimal("0.001"))
     return TrustScore(score=value, reasons=tuple(reasons))
+
+
+# --------------------------------------------------------------------------- quarantine monitoring
+
+QUARANTINE_RATE_WARN = 0.10  # a tenant-day with more than 10 % of snapshots quarantined warns
+QUARANTINE_RATE_ERROR = 0.30  # more than 30 % is an error: the extraction or a site broke
+QUARANTINE_ALERT_DAYS = 3  # a listing quarantined this many snapshot days in a row alerts
+
+
+def quarantine_rate_verdict(quarantined: int, total: int) -> tuple[str, float]:
+    """("pass" | "warn" | "error", rate) for a partition's quarantine rate."""
+    rate = quarantined / total if total else 0.0
+    if rate > QUARANTINE_RATE_ERROR:
+        return "error", rate
+    if rate > QUARANTINE_RATE_WARN:
+        return "warn", rate
+    return "pass", rate
+
+
+def quarantine_streak(flags_newest_first: Sequence[bool]) -> int:
+    """How many of the newest snapshot days in a row were quarantined."""
+    streak = 0
+    for flag in flags_newest_first:
+        if not flag:
+            break
+        streak += 1
+    return streak

@@ -523,3 +523,25 @@ def observation_error_classes(session: Session, tenant_id: int, on: date) -> lis
         ).all()
     )
 
+
+
+def quarantine_history(session: Session, tenant_id: int, up_to: date, days: int) -> dict[int, list[bool]]:
+    """Per active listing, its snapshots' quarantine flags on the newest ``days`` snapshot days
+    up to ``up_to``, newest first."""
+    S = NormalizedPriceSnapshot
+    rows = session.execute(
+        select(S.listing_id, S.quarantined)
+        .join(CompetitorListing, CompetitorListing.id == S.listing_id)
+        .where(
+            S.tenant_id == tenant_id,
+            S.snapshot_date <= up_to,
+            S.snapshot_date > up_to - timedelta(days=days + 7),
+            CompetitorListing.active.is_(True),
+        )
+        .order_by(S.listing_id, S.snapshot_date.desc())
+    ).all()
+    history: dict[int, list[bool]] = defaultdict(list)
+    for listing_id, quarantined in rows:
+        if len(history[listing_id]) < days:
+            history[listing_id].append(bool(quarantined))
+    return dict(history)

@@ -134,3 +134,38 @@ def test_an_anomalous_price_is_fetched_once_more_and_confirmed(seeded):
     scraper = _FakeScraper("99.00")  # the second reading disagrees: it replaces the first, unconfirmed
     outcomes, confirmations = confirm_anomalies(url, scraper, tenant_id, DAY, targets, first)
     assert confirmations == {listing: False} and outcomes[0].offer.amount == D("99.00")
+
+
+class _Alerts:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, alert, warehouse, tenant_id=None):
+        self.sent.append(alert)
+        return []
+
+
+def test_a_listing_quarantined_three_days_in_a_row_alerts(seeded):
+    from calibr_pipeline.defs.competitors.checks import evaluate_quarantine
+    from calibr_pipeline.defs.resources import WarehouseResource
+
+    url, tenant_id = seeded
+    with session_scope(url) as session:
+        bad = add_competitor_listing(session, project_slug="acme-store", sku="A", url="https://cent.example.com/p/tent", currency="USD").listing_id
+        good = add_competitor_listing(session, project_slug="acme-store", sku="A", url="https://fine.example.com/p/tent", currency="USD").listing_id
+    for back in (2, 1, 0):
+        day = DAY - timedelta(days=back)
+        at = NOW - timedelta(days=back)
+        with session_scope(url) as session:
+            replace_observations(session, tenant_id=tenant_id, observation_date=day, run_id=f"d{back}", rows=[
+                _row(bad, "https://cent.example.com/p/tent", _page("0.01"), at=at),
+                _row(good, "https://fine.example.com/p/tent", _page("9.90"), at=at),
+            ])
+            replace_snapshots(session, tenant_id=tenant_id, snapshot_date=day)
+        alerts = _Alerts()
+        outcome = evaluate_quarantine(WarehouseResource(url=url), alerts, "acme", day)
+        assert (outcome["quarantined"], outcome["snapshots"], outcome["verdict"]) == (1, 2, "error")
+        assert outcome["stuck_listings"] == ([bad] if back == 0 else [])
+    assert {a.source for a in alerts.sent} == {"snapshot_quarantine_rate", "listing_quarantined"}
+    stuck_alert = next(a for a in alerts.sent if a.source == "listing_quarantined")
+    assert stuck_alert.details == {"listing_id": bad, "days": 3} and "3 days in a row" in stuck_alert.title

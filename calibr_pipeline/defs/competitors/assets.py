@@ -99,6 +99,7 @@ def normalized_price_snapshots(context: dg.AssetExecutionContext, warehouse: War
             "listings_without_price": stats.listings_without_price,
             "missing_fx": dg.MetadataValue.json(stats.missing_fx),
             "stale_fx": dg.MetadataValue.json(stats.stale_fx),
+            "quarantined": stats.quarantined,
         }
     )
 
