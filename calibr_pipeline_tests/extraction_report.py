@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -160,7 +161,7 @@ def _hint(currency_raw: str | None) -> str | None:
     of the one currency it names without ambiguity, else nothing."""
     if not currency_raw:
         return None
-    for word in [currency_raw.strip(), *currency_raw.split()]:
+    for word in [currency_raw.strip(), *re.split(r"[\s/]+", currency_raw)]:
         code = _iso(word.strip(" :*()"))
         if code:
             return code

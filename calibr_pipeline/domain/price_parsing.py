@@ -62,6 +62,9 @@ def _single_number(text: str, raw: str, exponent: int | None = None) -> re.Match
         raise _fail(ErrorClass.PARSE_NO_PRICE, f"no price in {raw!r}: it contains no digits")
     if len(numbers) > 1 and _same_amount(numbers, raw, exponent):
         return numbers[0]  # "205,68 € 205.68": one price written twice
+    if len(numbers) == 1 and re.search(r"[.,]{2}$", text[: numbers[0].start()]):
+        # "$..75": a stray separator run before the digits; 75 or 0.75 would both be a guess.
+        raise _fail(ErrorClass.PARSE_AMBIGUOUS, f"cannot tell where the number starts in {raw!r}")
     if len(numbers) > 1:
         found = ", ".join(repr(m.group()) for m in numbers[:4])
         raise _fail(

@@ -47,3 +47,9 @@ def test_price_parser_public_strings_score_at_least_95_percent():
     right, total, misses = score_price_parser()
     assert total > 1000
     assert right / total >= 0.95, "\n".join(misses[:40])
+
+
+def test_a_stray_separator_run_is_not_guessed():
+    with pytest.raises(ExtractionError) as info:
+        parse_price("$..75")
+    assert info.value.error_class is ErrorClass.PARSE_AMBIGUOUS
