@@ -437,8 +437,8 @@ class PositionStats:
 def replace_market_positions(session: Session, *, tenant_id: int, position_date: date) -> PositionStats:
     """Market position for every SKU that has competitor listings.
 
-    Out-of-stock offers and prices we cannot convert to our currency are left out: a shopper
-    cannot buy the former and the latter cannot be compared.
+    Out-of-stock offers, prices we cannot convert to our currency and quarantined prices are
+    left out: a shopper cannot buy the first, the second cannot be compared, the third is doubtful.
     """
     session.execute(
         delete(MarketPosition).where(MarketPosition.tenant_id == tenant_id, MarketPosition.position_date == position_date)
@@ -456,6 +456,8 @@ def replace_market_positions(session: Session, *, tenant_id: int, position_date:
             NormalizedPriceSnapshot.tenant_id == tenant_id,
             NormalizedPriceSnapshot.snapshot_date == position_date,
             NormalizedPriceSnapshot.amount_in_project_currency.is_not(None),
+            # A quarantined price (trust score under the threshold) is not a market price either.
+            NormalizedPriceSnapshot.quarantined.is_(False),
         )
     ):
         if snap.availability != "OutOfStock":

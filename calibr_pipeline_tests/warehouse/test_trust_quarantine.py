@@ -15,11 +15,12 @@ from calibr_pipeline.connectors.storefront import ListingTarget, ScrapeOutcome
 from calibr_pipeline.warehouse.competitor_store import (
     ObservationRow,
     add_competitor_listing,
+    replace_market_positions,
     replace_observations,
     replace_snapshots,
 )
 from calibr_pipeline.warehouse.engine import session_scope
-from calibr_pipeline.warehouse.models import NormalizedPriceSnapshot, RuleTarget
+from calibr_pipeline.warehouse.models import MarketPosition, NormalizedPriceSnapshot, RuleTarget, Variant
 
 from calibr_pipeline_tests.conftest import DAY, NOW
 
@@ -90,6 +91,12 @@ def test_rule_prices_on_none_of_the_planted_bad_observations(seeded):
         compute_targets(session, run.id, now=NOW + timedelta(hours=1))
         target = session.scalar(select(RuleTarget).where(RuleTarget.run_id == run.id, RuleTarget.sku == "A"))
     assert target.to_price == D("9.50")  # the lowest trusted price, not 0.01, 1.00 or 8.00
+    with session_scope(url) as session:
+        replace_market_positions(session, tenant_id=tenant_id, position_date=DAY)
+        position = session.scalar(
+            select(MarketPosition).join(Variant, Variant.id == MarketPosition.variant_id).where(MarketPosition.position_date == DAY, Variant.sku == "A")
+        )
+        assert (position.lowest_price, position.competitor_count) == (D("9.50"), 2)
     step = next(s for s in target.explain["steps"] if s.get("name") == "competitor_data" or s.get("step") == 2)
     used = {row["observation_id"] for row in step["used"]}
     excluded = {row["observation_id"]: row["reason"] for row in step["excluded"]}
