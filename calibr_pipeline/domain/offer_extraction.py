@@ -8,6 +8,16 @@ Sources, in order; the first that yields a usable price wins and ``source`` says
 2. Microdata (extruct, ``uniform=True``).
 3. OpenGraph (``og:price:amount`` / ``product:price:amount`` and ``:currency``,
    ``og:availability`` / ``product:availability``, sale/original price when stated).
+4. Product meta: a Twitter product card's PRICE row (``meta``).
+5. The visible page (``dom``), scored by :mod:`calibr_pipeline.domain.visible_offer`, only when
+   no structured source yields a price or says the page is ambiguous.
+
+Every result carries ``confidence`` (:data:`SOURCE_CONFIDENCE`, lowered for a "from" price or a
+main product chosen among several) and ``evidence``; a displayed VAT-inclusive price beats a
+lower ex-VAT OpenGraph / meta price, a missing availability is read from the visible page, and a
+page that says the product is gone gets ``page_flags = ("soft_404",)``. Among several Products the
+page's own one is chosen by canonical / og:url, then by its H1 (offers under ``isRelatedTo`` & co.
+are never candidates); otherwise PARSE_AMBIGUOUS carries the ``candidates``. See docs/extraction.md.
 
 Later sources are not consulted once one yields a price, so visible text such as "$121.95"
 beside JSON-LD declaring EUR 121.95 never makes a page ambiguous: the markup's declared
@@ -23,7 +33,7 @@ Within a source, every schema.org Offer becomes a candidate (offers as object or
   means the caller wants that variant, and another variant's price would be silently wrong.
 * Without a hint, offers that all state the same price give that price.
 * Offers of one product (or one AggregateOffer, or one ProductGroup) at different prices give
-  the *"from" price*: the lowest amount, with ``low_amount``/``high_amount`` spanning every
+  the *"from" price*: the lowest amount a buyer can pay (in-stock offers first), with ``low_amount``/``high_amount`` spanning every
   offer and stated range and ``offer_count`` as stated (else the number of offers). A from price
   stands for the product, so ``variant_id`` and ``sku`` are ``None``. This is what a shopper sees
   as "from £5.29" and is stable across runs, unlike "first offer in the markup".
