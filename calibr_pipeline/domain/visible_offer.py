@@ -79,6 +79,9 @@ _VAT_INCL = re.compile(
     r"iva inclu|tva incl|with vat|brutto|включая ндс",
     re.I,
 )
+# Auctions: the starting price is history, the current bid is what the item costs now.
+_STARTING_BID = re.compile(r"starting bid|opening bid|start(ing)? price|startpreis|startgebot|prix de départ|mise à prix|precio de salida|prezzo di partenza", re.I)
+_CURRENT_BID = re.compile(r"current bid|aktuelles gebot|enchère actuelle|puja actual|offerta attuale|winning bid", re.I)
 _BUY_TEXT = re.compile(
     r"add[\s_-]?to[\s_-]?(cart|bag|basket|trolley)|addtocart|buy[\s_-]?now|in den (warenkorb|einkaufswagen)|"
     r"ajouter au panier|añadir al carrito|agregar al carrito|aggiungi al carrello|in (de )?winkelwagen|do koszyka|"
@@ -228,6 +231,12 @@ def collect_candidates(
             return
         score = base
         evidence = [why]
+        label = _short_text(el.getparent())[:160] if el.getparent() is not None else ""
+        if _STARTING_BID.search(label) and not _CURRENT_BID.search(label):
+            return  # an auction's starting price, not what the item costs now
+        if _CURRENT_BID.search(label):
+            score += 1.5
+            evidence.append("current bid")
         if any(_CURRENT_NAME.search(t) for n in (el, *_ancestors(el, 2)) for t in _tokens(n)):
             score += 1
             evidence.append("current-price wording")

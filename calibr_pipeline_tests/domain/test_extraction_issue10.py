@@ -203,3 +203,12 @@ def test_soft_404_page_price_is_flagged():
     html = page(head=ld(product("Gift card", "1.00", currency="USD")), body=body)
     result = extract_offer(html, "https://x.example.com/p/gone")
     assert "soft_404" in result.page_flags and result.to_json_dict()["page_flags"] == ["soft_404"]
+
+
+def test_auction_current_bid_not_starting_price():
+    body = """<h1>Vintage camera</h1>
+    <div class="bid-box"><div class="start"><span class="label">Starting bid:</span> <span class="price">US $20.00</span></div>
+    <div class="now"><span class="label">Current bid:</span> <span class="price">US $57.00</span></div>
+    <button class="place-bid">Place bid</button></div>"""
+    result = extract_offer(page(body=body, lang="en-US"), "https://auctions.example.com/itm/1")
+    assert (result.amount, result.currency) == (D("57.00"), "USD")
