@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-copilot sandbox ui sql install clean
+.PHONY: demo test bench bench-copilot sandbox ui sql install clean extraction-report
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: install
 ## Copilot latency: offline simulate p95 over the documented forms, propose including the preview.
 bench-copilot: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_copilot
+## Precision / recall / F1 of offer extraction on the vendored development set, and the
+## parse-price score on price-parser's public test strings (prints the misses).
+extraction-report: install
+	$(BIN)/python -m calibr_pipeline_tests.extraction_report
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -74,10 +74,10 @@ _UNAMBIGUOUS_BY_CURRENCY: dict[str, str] = {
     "HUF": "FT",
     "RON": "LEI",
     "BGN": "ЛВ ЛВ.",
-    "RUB": "₽ РУБ РУБ. Р.",
+    "RUB": "₽ РУБ РУБ. Р. РУБЛЕЙ РУБЛЯ РУБЛЬ RUR",
     "UAH": "₴ ГРН ГРН.",
     "ILS": "₪",
-    "VND": "₫",
+    "VND": "₫ Đ VNĐ",
     "PHP": "₱",
     "THB": "฿",
     "NGN": "₦",
@@ -101,16 +101,29 @@ _UNAMBIGUOUS_BY_CURRENCY: dict[str, str] = {
     "BOB": "BS BS.",
     "AED": "د.إ",
     "SAR": "ر.س SR ﷼",
-    "KWD": "د.ك",
+    "KWD": "د.ك KD د.ك.",
+    "BYN": "BYN",
+    "ALL": "LEK LEKË",
+    "AFN": "؋ AFS",
+    "IRR": "ریال",
+    "OMR": "ر.ع. ر.ع",
+    "BHD": "د.ب. د.ب BD",
+    "JOD": "د.ا JD",
+    "LBP": "ل.ل. ل.ل",
     "QAR": "ر.ق",
-    "EGP": "ج.م E£",
+    "EGP": "ج.م ج.م. E£ LE",
 }
 _UNAMBIGUOUS: dict[str, str] = {
     symbol: currency for currency, symbols in _UNAMBIGUOUS_BY_CURRENCY.items() for symbol in symbols.split()
 }
 
 # Single letters whose meaning depends on case ("R" is the rand, "r" is nothing).
-_EXACT_ONLY: dict[str, str] = {"R": "ZAR", "Q": "GTQ"}
+_EXACT_ONLY: dict[str, str] = {
+    "R": "ZAR",
+    "Q": "GTQ",
+    "Р": "RUB",  # Cyrillic Er: Russian shops write "6 300 Р" for roubles
+    "Br": "BYN",  # Belarusian rouble; "BR"/"br" are not currency marks
+}
 
 
 class _Shared:
@@ -136,6 +149,11 @@ _AMBIGUOUS: dict[str, _Shared] = {
     "RS.": _Shared(None, "INR PKR LKR NPR MUR SCR"),
     "₨": _Shared(None, "INR PKR LKR NPR MUR SCR"),
     "CFA": _Shared(None, "XOF XAF"),
+    # Arabic currency words shared by several countries ("riyal/rial", "dirham", "dinar", "pound").
+    "ريال": _Shared(None, "SAR QAR OMR YER IRR"),
+    "درهم": _Shared(None, "AED MAD"),
+    "دينار": _Shared(None, "KWD BHD JOD IQD LYD TND DZD"),
+    "جنيه": _Shared(None, "EGP SDG SSP"),
     "FCFA": _Shared(None, "XOF XAF"),
 }
 
@@ -231,11 +249,17 @@ def _unknown(message: str) -> PriceParseError:
     return PriceParseError(ErrorClass.CURRENCY_UNKNOWN, message)
 
 
+# Withdrawn codes still found in markup that name today's currency at face value (the 1998
+# rouble redenomination is long past; shops writing "RUR" mean today's rouble).
+_LEGACY_CODES = {"RUR": "RUB"}
+
+
 def normalize_code(value: str | None) -> str | None:
     """The ISO code in ``value`` ("usd", " EUR ") or ``None`` if it is not one."""
     if value is None:
         return None
     code = value.strip().upper()
+    code = _LEGACY_CODES.get(code, code)
     return code if code in ISO_CODES else None
 
 

@@ -48,10 +48,13 @@ class CalibrError(Exception):
 class ExtractionError(CalibrError):
     """A page or payload did not yield one usable offer. ``error_class`` says why."""
 
-    def __init__(self, error_class: ErrorClass, message: str):
+    def __init__(self, error_class: ErrorClass, message: str, candidates: tuple[dict, ...] = ()):
         super().__init__(message)
         self.error_class = error_class
         self.message = message
+        # PARSE_AMBIGUOUS: the competing prices (amount, currency, source, evidence) so a user
+        # or a variant hint can settle it; JSON-safe dicts.
+        self.candidates = tuple(candidates)
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"ExtractionError({self.error_class.value!r}, {self.message!r})"

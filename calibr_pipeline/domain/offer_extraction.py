@@ -8,6 +8,16 @@ Sources, in order; the first that yields a usable price wins and ``source`` says
 2. Microdata (extruct, ``uniform=True``).
 3. OpenGraph (``og:price:amount`` / ``product:price:amount`` and ``:currency``,
    ``og:availability`` / ``product:availability``, sale/original price when stated).
+4. Product meta: a Twitter product card's PRICE row (``meta``).
+5. The visible page (``dom``), scored by :mod:`calibr_pipeline.domain.visible_offer`, only when
+   no structured source yields a price or says the page is ambiguous.
+
+Every result carries ``confidence`` (:data:`SOURCE_CONFIDENCE`, lowered for a "from" price or a
+main product chosen among several) and ``evidence``; a displayed VAT-inclusive price beats a
+lower ex-VAT OpenGraph / meta price, a missing availability is read from the visible page, and a
+page that says the product is gone gets ``page_flags = ("soft_404",)``. Among several Products the
+page's own one is chosen by canonical / og:url, then by its H1 (offers under ``isRelatedTo`` & co.
+are never candidates); otherwise PARSE_AMBIGUOUS carries the ``candidates``. See docs/extraction.md.
 
 Later sources are not consulted once one yields a price, so visible text such as "$121.95"
 beside JSON-LD declaring EUR 121.95 never makes a page ambiguous: the markup's declared
@@ -23,7 +33,7 @@ Within a source, every schema.org Offer becomes a candidate (offers as object or
   means the caller wants that variant, and another variant's price would be silently wrong.
 * Without a hint, offers that all state the same price give that price.
 * Offers of one product (or one AggregateOffer, or one ProductGroup) at different prices give
-  the *"from" price*: the lowest amount, with ``low_amount``/``high_amount`` spanning every
+  the *"from" price*: the lowest amount a buyer can pay (in-stock offers first), with ``low_amount``/``high_amount`` spanning every
   offer and stated range and ``offer_count`` as stated (else the number of offers). A from price
   stands for the product, so ``variant_id`` and ``sku`` are ``None``. This is what a shopper sees
   as "from £5.29" and is stable across runs, unlike "first offer in the markup".
@@ -46,7 +56,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
@@ -60,6 +70,7 @@ from calibr_pipeline.domain.currency import lookup_symbol, region_from_locale, r
 from calibr_pipeline.domain.errors import ErrorClass, ExtractionError, PriceParseError
 from calibr_pipeline.domain.money import to_decimal
 from calibr_pipeline.domain.price_parsing import normalize_amount, parse_amount, validate_amount
+from calibr_pipeline.domain.visible_offer import page_says_gone, read_visible_price, twitter_card_price, visible_availability
 
 # --------------------------------------------------------------------------- availability
 
@@ -125,6 +136,14 @@ class ExtractedOffer:
     low_amount: Decimal | None = None  # AggregateOffer / price range, when the page states one
     high_amount: Decimal | None = None
     offer_count: int | None = None
+    # How far to trust this reading, in [0, 1]: the source's base confidence (SOURCE_CONFIDENCE)
+    # lowered for a "from" price, a main product chosen among several, a visible-page guess.
+    confidence: float = field(default=1.0, compare=False)
+    # Why: short notes a person can check ("main product by og:url", "h1 proximity", ...).
+    evidence: tuple[str, ...] = field(default=(), compare=False)
+    # What the page says about itself beyond the offer: "soft_404" when its title / heading
+    # says the product is not found or no longer available (the price is then a banner's).
+    page_flags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # Floats must never become money; to_decimal refuses them.
@@ -133,6 +152,8 @@ class ExtractedOffer:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, to_decimal(value))
+        object.__setattr__(self, "confidence", round(max(0.0, min(1.0, float(self.confidence))), 3))
+        object.__setattr__(self, "evidence", tuple(self.evidence))
         if self.availability not in (None, Availability.IN_STOCK, Availability.OUT_OF_STOCK):
             raise ValueError(f"availability must be InStock, OutOfStock or None, got {self.availability!r}")
         # A "regular" price at or below the current one is not a discount; dropping it keeps
@@ -161,6 +182,9 @@ class ExtractedOffer:
             "high_price": money(self.high_amount),
             "offer_count": self.offer_count,
             "on_sale": self.on_sale,
+            "confidence": self.confidence,
+            "evidence": list(self.evidence),
+            "page_flags": list(self.page_flags),
         }
 
 
@@ -191,6 +215,68 @@ class OfferCandidate:
     high_amount: Decimal | None = None
     offer_count: int | None = None
     is_aggregate: bool = False
+    product_url: str | None = None  # the Product's url / @id, to recognise the page's own product
+    related: bool = False  # reached through isRelatedTo / isSimilarTo / ...: another product
+
+
+# How much a reading from each source is trusted before anything else is known. Structured
+# data the shop publishes for machines beats what we infer from the visible page.
+SOURCE_CONFIDENCE: dict[str, float] = {
+    "shopify_json": 0.99,
+    "shopify_js": 0.99,
+    "json-ld": 0.95,
+    "microdata": 0.93,
+    "rdfa": 0.9,
+    "opengraph": 0.85,
+    "meta": 0.75,
+    "dom": 0.7,
+}
+
+
+@dataclass(frozen=True)
+class PageHints:
+    """What identifies the page's own product among several: its canonical / og:url and the
+    visible title (H1, else <title>)."""
+
+    urls: frozenset[str] = frozenset()
+    titles: tuple[str, ...] = ()
+
+
+def _norm_url(url: str) -> str:
+    url = url.strip().lower().split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    return re.sub(r"^https?://(www\.)?", "", url)
+
+
+def _norm_title(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def _main_groups(candidates: list[OfferCandidate], hints: PageHints | None) -> tuple[set[str], str] | None:
+    """The groups that are the page's own product, and how that was decided, or None."""
+    groups = {c.group for c in candidates}
+    own = {c.group for c in candidates if not c.related}
+    if own and own != groups:
+        if len(own) == 1:
+            return own, "other products are related/similar items"
+        groups = own
+    if hints is None:
+        return None
+    if hints.urls:
+        by_url = {c.group for c in candidates if c.group in groups and c.product_url and _norm_url(c.product_url) in hints.urls}
+        if len(by_url) == 1:
+            return by_url, "main product by canonical / og:url"
+    titles = [_norm_title(t) for t in hints.titles if t and _norm_title(t)]
+    if titles:
+        by_title = {
+            c.group
+            for c in candidates
+            if c.group in groups
+            and c.product_title
+            and any(_norm_title(c.product_title) == t or (len(_norm_title(c.product_title)) > 8 and _norm_title(c.product_title) in t) for t in titles)
+        }
+        if len(by_title) == 1:
+            return by_title, "main product by title (H1)"
+    return None
 
 
 # Which failure to report when no offer is usable: the most specific first.
@@ -249,12 +335,33 @@ def _merge_availability(candidates: list[OfferCandidate]) -> str | None:
     return None
 
 
+def _candidate_dicts(candidates: Iterable[OfferCandidate], source: str) -> tuple[dict, ...]:
+    return tuple(
+        {"amount": str(c.amount), "currency": c.currency, "source": source, "title": c.product_title or c.title}
+        for c in candidates
+        if c.amount is not None
+    )[:12]
+
+
 def choose_offer(
-    candidates: list[OfferCandidate], *, source: str, currency_hint: str | None = None
+    candidates: list[OfferCandidate],
+    *,
+    source: str,
+    currency_hint: str | None = None,
+    hints: PageHints | None = None,
 ) -> ExtractedOffer:
     """Apply the multi-offer policy (module doc) to usable candidates (no ``error``)."""
     if not candidates:
         raise ExtractionError(ErrorClass.PARSE_NO_PRICE, "no offer with a usable price")
+    confidence = SOURCE_CONFIDENCE.get(source, 0.8)
+    evidence: list[str] = [source]
+    if len({c.group for c in candidates}) > 1 and len({(c.amount, c.currency) for c in candidates}) > 1:
+        main = _main_groups(candidates, hints)
+        if main is not None:
+            groups, why = main
+            candidates = [c for c in candidates if c.group in groups]
+            confidence -= 0.05
+            evidence.append(why)
     currencies = {c.currency for c in candidates}
     if len(currencies) > 1 and currency_hint in currencies:
         candidates = [c for c in candidates if c.currency == currency_hint]
@@ -264,6 +371,7 @@ def choose_offer(
             ErrorClass.PARSE_AMBIGUOUS,
             f"{source}: offers in several currencies ({', '.join(sorted(map(str, currencies)))}); "
             "pass a currency hint or a variant hint",
+            candidates=_candidate_dicts(candidates, source),
         )
     currency = currencies.pop()
     assert currency is not None
@@ -274,6 +382,8 @@ def choose_offer(
 
     if len(amounts) == 1:
         return ExtractedOffer(
+            confidence=confidence,
+            evidence=tuple(evidence),
             amount=amounts[0],
             currency=currency,
             availability=_merge_availability(candidates),
@@ -294,10 +404,18 @@ def choose_offer(
             ErrorClass.PARSE_AMBIGUOUS,
             f"{source}: {len(groups)} different products with different prices ({shown} {currency}); "
             "pass a variant hint (sku, gtin or variant id) to choose one",
+            candidates=_candidate_dicts(candidates, source),
         )
-    lowest = amounts[0]
+    # The "from" price is what a buyer can pay now: sizes that are sold out do not count
+    # (their price stays in the low/high range the page states).
+    buyable = sorted({c.amount for c in candidates if c.availability == Availability.IN_STOCK and c.amount is not None})
+    lowest = buyable[0] if buyable and any(c.availability == Availability.OUT_OF_STOCK for c in candidates) else amounts[0]
+    if lowest != amounts[0]:
+        evidence.append("lowest in-stock offer")
     at_lowest = [c for c in candidates if c.amount == lowest]
     return ExtractedOffer(
+        confidence=confidence - 0.05,
+        evidence=(*evidence, f"from price of {len(amounts)} prices"),
         amount=lowest,
         currency=currency,
         availability=_merge_availability(at_lowest),
@@ -306,7 +424,7 @@ def choose_offer(
         variant_id=None,
         sku=None,
         title=_agree(c.product_title for c in candidates) or _agree(c.title for c in at_lowest),
-        low_amount=min([lowest, *stated_lows]),
+        low_amount=min([amounts[0], *stated_lows]),
         high_amount=max([amounts[-1], *stated_highs]),
         offer_count=max(stated_counts) if stated_counts else sum(1 for c in candidates if not c.is_aggregate),
     )
@@ -399,6 +517,12 @@ def _one_amount(value: Any, currency: str | None) -> tuple[Decimal, str | None]:
         value = Decimal(value)
     if isinstance(value, Decimal):
         return validate_amount(value, value), None
+    if isinstance(value, dict):
+        # A price stated as an object ({"value": 3499}, {"@value": "34.90"}, {"amount": ...}).
+        inner = next((value[k] for k in ("value", "@value", "amount", "price") if value.get(k) not in (None, "")), None)
+        if inner is None or isinstance(inner, dict):
+            raise PriceParseError(ErrorClass.PARSE_NO_PRICE, f"price object {value!r} states no amount")
+        return _one_amount(inner, currency)
     if isinstance(value, str):
         if _PLAIN_DECIMAL.fullmatch(value):
             # schema.org prices use "." as decimal point, so "1.234" here means 1.234.
@@ -413,7 +537,8 @@ def _amount_of(value: Any, currency: str | None) -> tuple[Decimal, str | None]:
     disagreeing ones are ambiguous."""
     results: list[tuple[Decimal, str | None]] = []
     errors: list[ExtractionError] = []
-    for item in _scalars(value):
+    items = [value] if isinstance(value, dict) and "@value" not in value else _scalars(value)
+    for item in items:
         try:
             results.append(_one_amount(item, currency))
         except PriceParseError as exc:
@@ -518,6 +643,15 @@ class _SchemaOrgWalker:
                 return
             self.candidates.append(self._build(node, product, group, _Aggregate(node), aggregate_self=True))
             return
+        if all(_get(node, key) is None for key in ("price", "priceSpecification")):
+            # An outer Offer without a price wrapping inner Offers that state it (nested
+            # microdata): the inner ones are the offers, inheriting what the outer one says.
+            nested = [o for o in _as_list(_get(node, "offers")) if isinstance(o, dict)]
+            if nested:
+                outer = {k: v for k, v in node.items() if not (isinstance(k, str) and _local_name(k).lower() == "offers")}
+                for offer in nested:
+                    self._offer({**outer, **offer}, product, group, agg)
+                return
         self.candidates.append(self._build(node, product, group, agg))
 
     def _build(
@@ -539,7 +673,9 @@ class _SchemaOrgWalker:
                 found = re.search(r"[?&]variant=(\d+)", str(value))
                 variant_id = variant_id or (found.group(1) if found else None)
         product_title = _text(_get(product, "name")) if product else None
+        product_url = (_text(_get(product, "url")) or _text(_get(product, "@id"))) if product else None
         meta = dict(
+            product_url=product_url,
             availability=normalize_availability(_get(node, "availability")),
             variant_id=variant_id,
             sku=_text(_get(node, "sku")) or (_text(_get(product, "sku")) if product else None),
@@ -803,6 +939,76 @@ def _validated_currency_hint(currency_hint: str | None) -> str | None:
     return code
 
 
+def _page_hints(tree: lxml.html.HtmlElement, page_url: str) -> PageHints:
+    urls = {
+        *tree.xpath("//link[translate(@rel, 'CANONICAL', 'canonical')='canonical']/@href"),
+        *tree.xpath("//meta[@property='og:url']/@content"),
+        page_url or "",
+    }
+    titles = [" ".join(h.text_content().split()) for h in tree.xpath("//h1")[:2]]
+    titles += [str(t) for t in tree.xpath("//meta[@property='og:title']/@content")[:1]]
+    titles += [" ".join(t.text_content().split()) for t in tree.xpath("//title")[:1]]
+    return PageHints(urls=frozenset(_norm_url(str(u)) for u in urls if str(u).strip()), titles=tuple(t for t in titles if t))
+
+
+def _meta_offer(tree: lxml.html.HtmlElement, ctx: _Context) -> ExtractedOffer | None:
+    """Product meta outside schema.org and OpenGraph: a Twitter product card's PRICE row."""
+    raw = twitter_card_price(tree)
+    if raw is None:
+        return None
+    amount, token = parse_amount(raw)
+    currency = ctx.resolve(token)
+    return ExtractedOffer(
+        amount=normalize_amount(amount, currency),
+        currency=currency,
+        availability=None,
+        regular_amount=None,
+        source="meta",
+        confidence=SOURCE_CONFIDENCE["meta"],
+        evidence=("meta", "twitter:label PRICE / twitter:data"),
+    )
+
+
+def _dom_offer(tree: lxml.html.HtmlElement, ctx: _Context) -> ExtractedOffer:
+    reading = read_visible_price(tree, ctx.resolve)
+    return ExtractedOffer(
+        amount=reading.amount,
+        currency=reading.currency,
+        availability=None,
+        regular_amount=reading.regular_amount,
+        source="dom",
+        confidence=reading.confidence,
+        evidence=reading.evidence,
+    )
+
+
+def _with_visible_details(offer: ExtractedOffer, tree: lxml.html.HtmlElement, ctx: _Context) -> ExtractedOffer:
+    """Fill what structured data left out from the visible page: a VAT-inclusive displayed price
+    over an ex-VAT meta price, and the stock state."""
+    if offer.source in ("opengraph", "meta"):
+        try:
+            shown = read_visible_price(tree, ctx.resolve)
+        except ExtractionError:
+            shown = None
+        if shown is not None and shown.vat_included and shown.currency == offer.currency and shown.amount > offer.amount:
+            offer = replace(
+                offer,
+                amount=shown.amount,
+                regular_amount=shown.regular_amount,
+                source="dom",
+                confidence=min(offer.confidence, shown.confidence + 0.05),
+                evidence=(*shown.evidence, f"displayed VAT-inclusive price preferred over {offer.source} {offer.amount}"),
+            )
+    gone = page_says_gone(tree)
+    if gone is not None:
+        offer = replace(offer, page_flags=(*offer.page_flags, "soft_404"), evidence=(*offer.evidence, f"soft 404: {gone}"))
+    if offer.availability is None:
+        availability, why = visible_availability(tree)
+        if availability is not None:
+            offer = replace(offer, availability=availability, evidence=(*offer.evidence, f"availability: {why}"))
+    return offer
+
+
 def extract_offer(
     html: str | bytes,
     page_url: str,
@@ -814,13 +1020,30 @@ def extract_offer(
     with MALFORMED_BODY, PARSE_NO_PRICE, PARSE_ZERO_PRICE, PARSE_AMBIGUOUS, CURRENCY_UNKNOWN or
     VARIANT_NOT_FOUND."""
     tree = _parse_document(html)
+    try:
+        return _extract(tree, page_url, variant_hint, currency_hint)
+    except ExtractionError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise ExtractionError(ErrorClass.MALFORMED_BODY, f"page too deeply nested or too large to read: {type(exc).__name__}") from None
+    except (ArithmeticError, ValueError, TypeError, KeyError, IndexError, AttributeError, lxml.etree.LxmlError) as exc:
+        # A page shaped in a way no rule foresaw is a refusal with a reason, never a crash.
+        raise ExtractionError(ErrorClass.MALFORMED_BODY, f"page could not be read: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _extract(
+    tree: lxml.html.HtmlElement, page_url: str, variant_hint: str | None, currency_hint: str | None
+) -> ExtractedOffer:
     hint_currency = _validated_currency_hint(currency_hint)
     ctx = _Context(currency_hint=hint_currency, locale_hint=_page_locale(tree), page_url=page_url)
     hint = variant_hint.strip() if variant_hint and variant_hint.strip() else None
+    hints = _page_hints(tree, page_url)
 
     errors: list[ExtractionError] = []
     seen: list[OfferCandidate] = []
     for source, produce in _SOURCES:
+        if source != "opengraph" and any(e.error_class is ErrorClass.PARSE_AMBIGUOUS for e in errors):
+            continue  # after an ambiguous source only OpenGraph, which describes the page itself, may settle it
         candidates = produce(tree, ctx, page_url)
         seen.extend(candidates)
         if hint is not None:
@@ -829,7 +1052,16 @@ def extract_offer(
                 continue
         usable = [c for c in candidates if c.error is None]
         if usable:
-            return choose_offer(usable, source=source, currency_hint=hint_currency)
+            try:
+                offer = choose_offer(usable, source=source, currency_hint=hint_currency, hints=hints)
+            except ExtractionError as exc:
+                if exc.error_class is not ErrorClass.PARSE_AMBIGUOUS or hint is not None:
+                    raise
+                # Structured data that cannot say which product the page is about: a lower
+                # source may (OpenGraph describes the page itself); else this is the answer.
+                errors.append(exc)
+                continue
+            return _with_visible_details(offer, tree, ctx)
         if hint is not None:
             raise most_specific_error(c.error for c in candidates if c.error)  # type: ignore[misc]
         errors.extend(c.error for c in candidates if c.error)
@@ -844,10 +1076,26 @@ def extract_offer(
         raise ExtractionError(
             ErrorClass.VARIANT_NOT_FOUND, f"no offer on the page matches variant {hint!r}{listed}"
         )
+    if hint is None and not any(e.error_class is ErrorClass.PARSE_AMBIGUOUS for e in errors):
+        # The page publishes no usable structured offer: read what a person sees.
+        try:
+            meta = _meta_offer(tree, ctx)
+        except ExtractionError as exc:
+            errors.append(exc)
+            meta = None
+        if meta is not None:
+            return _with_visible_details(meta, tree, ctx)
+        if all(e.error_class in (ErrorClass.PARSE_NO_PRICE, ErrorClass.MALFORMED_BODY) for e in errors):
+            try:
+                return _with_visible_details(_dom_offer(tree, ctx), tree, ctx)
+            except ExtractionError as exc:
+                if exc.error_class is not ErrorClass.PARSE_NO_PRICE:
+                    raise
     best = most_specific_error(errors)
     if best is not None:
         raise best
     raise ExtractionError(
         ErrorClass.PARSE_NO_PRICE,
-        "no price on the page: no schema.org Offer (JSON-LD or microdata) and no OpenGraph price",
+        "no price on the page: no schema.org Offer (JSON-LD or microdata), no OpenGraph or product "
+        "meta price, and no confident price in the visible page",
     )

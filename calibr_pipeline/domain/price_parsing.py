@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 
 from price_parser import Price
 
-from calibr_pipeline.domain.currency import is_currency_token, resolve_currency
+from calibr_pipeline.domain.currency import is_currency_token, lookup_symbol, resolve_currency
 from calibr_pipeline.domain.errors import ErrorClass, PriceParseError
 from calibr_pipeline.domain.money import minor_unit_exponent, quantize
 
@@ -48,14 +48,23 @@ def _fail(error_class: ErrorClass, message: str) -> PriceParseError:
     return PriceParseError(error_class, message)
 
 
+# "$119. 95", "118, 99 TL": a theme put a space between the decimal point and the cents.
+_SPLIT_DECIMALS = re.compile(r"(?<=\d)([.,]) (?=\d{2}(?!\d))")
+
+
 def _normalize_text(text: str) -> str:
-    return _SPACES.sub(" ", text.translate(_QUOTES))
+    return _SPLIT_DECIMALS.sub(r"\1", _SPACES.sub(" ", text.translate(_QUOTES)))
 
 
-def _single_number(text: str, raw: str) -> re.Match[str]:
+def _single_number(text: str, raw: str, exponent: int | None = None) -> re.Match[str]:
     numbers = [m for m in _NUMBER.finditer(text) if not _PERCENT_AFTER.match(text, m.end())]
     if not numbers:
         raise _fail(ErrorClass.PARSE_NO_PRICE, f"no price in {raw!r}: it contains no digits")
+    if len(numbers) > 1 and _same_amount(numbers, raw, exponent):
+        return numbers[0]  # "205,68 € 205.68": one price written twice
+    if len(numbers) == 1 and re.search(r"[.,]{2}$", text[: numbers[0].start()]):
+        # "$..75": a stray separator run before the digits; 75 or 0.75 would both be a guess.
+        raise _fail(ErrorClass.PARSE_AMBIGUOUS, f"cannot tell where the number starts in {raw!r}")
     if len(numbers) > 1:
         found = ", ".join(repr(m.group()) for m in numbers[:4])
         raise _fail(
@@ -63,6 +72,22 @@ def _single_number(text: str, raw: str) -> re.Match[str]:
             f"{raw!r} holds several numbers ({found}); a range or multi-buy is not one price",
         )
     return numbers[0]
+
+
+def _amount_of_number(number: str, raw: str, exponent: int | None) -> Decimal | None:
+    core = number.replace("'", "").replace(" ", "")
+    try:
+        decimal = _decimal_separator(core, raw, exponent)
+    except PriceParseError:
+        return None
+    if core[0] in ".,":
+        core = "0" + core
+    return Price.fromstring(core, decimal_separator=decimal).amount
+
+
+def _same_amount(numbers: list[re.Match[str]], raw: str, exponent: int | None) -> bool:
+    amounts = {_amount_of_number(m.group(), raw, exponent) for m in numbers}
+    return len(amounts) == 1 and None not in amounts
 
 
 def _is_negative(prefix: str) -> bool:
@@ -105,22 +130,38 @@ def _decimal_separator(core: str, raw: str, exponent: int | None) -> str | None:
     return sep
 
 
+def _residue_tokens(text: str, number: re.Match[str]) -> list[str]:
+    """Words around the number, and adjacent pairs joined ("AU $" -> "AU$"), in reading order."""
+    words: list[str] = []
+    for part in (text[: number.start()], text[number.end() :]):
+        split = [w.strip(",;:*()[]-–~") for w in part.split()]
+        split = [w for w in split if w]
+        words.extend(a + b for a, b in zip(split, split[1:]))
+        words.extend(split)
+    return words
+
+
 def _currency_token(text: str, number: re.Match[str]) -> str | None:
+    residue = _residue_tokens(text, number)
+    # The project's own table first: a token that names exactly one currency ("E£", "AU$",
+    # "KD") beats price_parser's pick, which may be a shared symbol inside it ("£", "$").
+    # Plain lowercase words are left to price_parser: "all", "top", "pen" are also ISO codes.
+    for candidate in residue:
+        written_as_mark = not candidate.isalpha() or candidate.isupper() or candidate in ("Р", "Br")
+        if written_as_mark and not candidate.isdigit() and lookup_symbol(candidate)[0] is not None:
+            return candidate
     found = Price.fromstring(text).currency
     if found:
         return found
-    # price_parser misses some local forms ("S/ 10", "R 99", "10元", "10 zl"): look at what is
-    # left around the number, word by word, and take the first known currency token.
-    residue = text[: number.start()] + " " + text[number.end() :]
-    for word in residue.split():
-        for candidate in (word, word.strip(",;:*()[]-–")):
-            if candidate and is_currency_token(candidate):
-                return candidate
+    # price_parser misses some local forms ("S/ 10", "R 99", "10元", "10 zl").
+    for candidate in residue:
+        if is_currency_token(candidate):
+            return candidate
     return None
 
 
 def _parse_number(text: str, raw: str, exponent: int | None) -> tuple[Decimal, re.Match[str]]:
-    number = _single_number(text, raw)
+    number = _single_number(text, raw, exponent)
     if _is_negative(text[: number.start()]):
         raise _fail(ErrorClass.PARSE_NO_PRICE, f"{raw!r} is a negative amount, not a price")
     core = number.group().replace("'", "").replace(" ", "")

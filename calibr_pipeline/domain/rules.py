@@ -141,6 +141,8 @@ class CompetitorPriceInput:
     observed_at: datetime  # aware
     trusted: bool = True
     in_stock: bool = True
+    # Issue 10: why the observation's trust score put it in quarantine (None: not quarantined).
+    quarantine_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -682,6 +684,8 @@ def _select_observations(
             reasons.append(f"older than {rule.guardrails.max_observation_age_hours} h")
         if not obs.trusted:
             reasons.append("competitor not trusted")
+        if obs.quarantine_reason:
+            reasons.append(f"quarantined: {obs.quarantine_reason}")
         if not obs.in_stock:
             reasons.append("out of stock")
         if obs.amount <= 0:

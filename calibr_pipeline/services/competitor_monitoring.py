@@ -7,15 +7,17 @@ benchmark measures is what the pipeline runs.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Sequence
 
 from calibr_pipeline.connectors.storefront import ListingTarget, ScrapeOutcome, StorefrontScraper
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.domain.trust import is_anomaly
 from calibr_pipeline.warehouse.competitor_store import (
     ObservationRow,
     listings_to_scrape,
+    previous_amounts,
     replace_observations,
 )
 from calibr_pipeline.warehouse.engine import session_scope
@@ -30,14 +32,20 @@ class ScrapeSummary:
     retried: int
     total_attempts: int
     by_source: dict[str, int] = field(default_factory=dict)
+    refetched: int = 0  # anomalous prices fetched a second time to confirm them
 
     @property
     def error_rate(self) -> float:
         return self.failed / self.listings if self.listings else 0.0
 
 
-def to_observation(outcome: ScrapeOutcome) -> ObservationRow:
+def to_observation(outcome: ScrapeOutcome, confirmed_by_refetch: bool | None = None) -> ObservationRow:
     offer = outcome.offer
+    extracted = None
+    if offer is not None:
+        extracted = offer.to_json_dict() | {"final_url": outcome.final_url}
+        if confirmed_by_refetch is not None:
+            extracted["confirmed_by_refetch"] = confirmed_by_refetch
     return ObservationRow(
         listing_id=outcome.listing_id,
         url=outcome.url,
@@ -50,7 +58,7 @@ def to_observation(outcome: ScrapeOutcome) -> ObservationRow:
         regular_amount=offer.regular_amount if offer else None,
         availability=offer.availability if offer else None,
         extraction_source=offer.source if offer else None,
-        extracted=offer.to_json_dict() if offer else None,
+        extracted=extracted,
         attempts=outcome.attempts,
         elapsed_ms=outcome.elapsed_ms,
         fetched_at=outcome.fetched_at,
@@ -98,13 +106,56 @@ def scrape_tenant_day(
         for l in listings
     ]
     outcomes = scraper.scrape_many(targets)
+    outcomes, confirmations = confirm_anomalies(warehouse_url, scraper, tenant_id, day, targets, outcomes)
     with session_scope(warehouse_url) as session:
         replace_observations(
             session,
             tenant_id=tenant_id,
             observation_date=day,
-            rows=[to_observation(o) for o in outcomes],
+            rows=[to_observation(o, confirmations.get(o.listing_id)) for o in outcomes],
             run_id=run_id,
             listing_ids=listing_ids,
         )
-    return summarize(outcomes)
+    return replace(summarize(outcomes), refetched=len(confirmations))
+
+
+def confirm_anomalies(
+    warehouse_url: str,
+    scraper: StorefrontScraper,
+    tenant_id: int,
+    day: date,
+    targets: Sequence[ListingTarget],
+    outcomes: list[ScrapeOutcome],
+) -> tuple[list[ScrapeOutcome], dict[int, bool]]:
+    """Fetch once more every price that dropped > 60 % or jumped > 150 % against the listing's
+    previous snapshot (calibr_pipeline.domain.trust.is_anomaly). The second reading replaces the
+    first; it is *confirmed* when both agree. Returns the outcomes and {listing_id: confirmed}."""
+    with session_scope(warehouse_url) as session:
+        previous = previous_amounts(session, tenant_id, day)
+    by_id = {t.listing_id: t for t in targets}
+    anomalous = [
+        o
+        for o in outcomes
+        if o.offer is not None
+        and o.listing_id in previous
+        and previous[o.listing_id][1] == o.offer.currency
+        and is_anomaly(previous[o.listing_id][0], o.offer.amount) is not None
+    ]
+    if not anomalous:
+        return outcomes, {}
+    again = {o.listing_id: o for o in scraper.scrape_many([by_id[a.listing_id] for a in anomalous])}
+    confirmations: dict[int, bool] = {}
+    merged = []
+    for outcome in outcomes:
+        second = again.get(outcome.listing_id)
+        if second is None:
+            merged.append(outcome)
+            continue
+        first_offer = outcome.offer
+        confirmations[outcome.listing_id] = bool(
+            second.offer is not None
+            and first_offer is not None
+            and (second.offer.amount, second.offer.currency) == (first_offer.amount, first_offer.currency)
+        )
+        merged.append(second)
+    return merged, confirmations

@@ -171,11 +171,16 @@ def estimate_apply_seconds(products: int, preset: str | None) -> float:
     return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S), 1)
 
 
+def _quarantine_reason(trust_score, trust_reasons) -> str:
+    signals = ", ".join(r.get("signal", "?") for r in (trust_reasons or []) if isinstance(r, dict))
+    return f"trust {trust_score} below threshold ({signals or 'no reasons recorded'})"
+
+
 def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
     since = (now - timedelta(hours=max_age_hours + 24)).date()
     S = NormalizedPriceSnapshot
     rows = session.execute(  # columns, not entities: no identity map, no JSON decoding
-        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted)
+        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted, S.quarantined, S.trust_score, S.id.label("snapshot_id"))
         .join(Competitor, Competitor.id == S.competitor_id)
         .join(CompetitorListing, CompetitorListing.id == S.listing_id)
         .where(S.project_id == project_id, S.snapshot_date >= since, S.amount_in_project_currency.is_not(None), CompetitorListing.active.is_(True))
@@ -183,6 +188,12 @@ def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[
     ).all()
     latest = {row.listing_id: row for row in rows}  # ordered by time: the last one wins
     wanted = set(variant_ids)
+    # Reasons (JSON) only for the few quarantined snapshots, not decoded for every row.
+    quarantined_ids = [row.snapshot_id for row in latest.values() if row.quarantined and row.variant_id in wanted]
+    reasons: dict[int, list | None] = {}
+    for start in range(0, len(quarantined_ids), 5000):
+        chunk = quarantined_ids[start : start + 5000]
+        reasons.update(session.execute(select(S.id, S.trust_reasons).where(S.id.in_(chunk))).all())
     inputs: dict[int, list[CompetitorPriceInput]] = {}
     for row in latest.values():
         if row.variant_id in wanted:
@@ -194,6 +205,7 @@ def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[
                     observed_at=row.observed_at,
                     trusted=bool(row.trusted),
                     in_stock=row.availability != "OutOfStock",
+                    quarantine_reason=_quarantine_reason(row.trust_score, reasons.get(row.snapshot_id)) if row.quarantined else None,
                 )
             )
     return inputs

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
-from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position, convert
+from calibr_pipeline.domain.fx import FxQuote, max_rate_age_days, missing_reason, quantize_rate
+from calibr_pipeline.domain.market import CompetitorPrice, compute_market_position
+from calibr_pipeline.domain.trust import TrustInputs, redirected_away, threshold as trust_threshold
+from calibr_pipeline.domain.trust import score as trust_score
 from calibr_pipeline.warehouse.models import (
     Competitor,
     CompetitorListing,
@@ -228,6 +231,8 @@ def replace_observations(
 
 
 def upsert_fx_rate(session: Session, rate_date: date, base: str, quote: str, rate: Decimal, source: str) -> None:
+    """Store 1 ``base`` = ``rate`` ``quote`` at the fixed precision of :mod:`calibr_pipeline.domain.fx`."""
+    rate = quantize_rate(rate)
     row = session.scalar(
         select(FxRate).where(FxRate.rate_date == rate_date, FxRate.base_currency == base, FxRate.quote_currency == quote)
     )
@@ -237,20 +242,26 @@ def upsert_fx_rate(session: Session, rate_date: date, base: str, quote: str, rat
         row.rate, row.source = rate, source
 
 
-def fx_rate(session: Session, base: str, quote: str, on: date) -> Decimal | None:
-    """The latest reference rate on or before ``on``; the inverse rate is used when only that exists."""
+def fx_quote(session: Session, base: str, quote: str, on: date) -> FxQuote | None:
+    """The latest reference rate on or before ``on`` (the inverse pair when only that exists)."""
     if base == quote:
-        return Decimal(1)
+        return FxQuote(base, quote, Decimal(1), on, inverted=False)
     for b, q, invert in ((base, quote, False), (quote, base, True)):
-        rate = session.scalar(
-            select(FxRate.rate)
+        found = session.execute(
+            select(FxRate.rate, FxRate.rate_date)
             .where(FxRate.base_currency == b, FxRate.quote_currency == q, FxRate.rate_date <= on)
             .order_by(FxRate.rate_date.desc())
             .limit(1)
-        )
-        if rate is not None:
-            return (Decimal(1) / rate) if invert else rate
+        ).first()
+        if found is not None:
+            return FxQuote(base, quote, found.rate, found.rate_date, inverted=invert)
     return None
+
+
+def fx_rate(session: Session, base: str, quote: str, on: date) -> Decimal | None:
+    """The applied rate (6 decimals) of :func:`fx_quote`, or None; ignores the rate's age."""
+    found = fx_quote(session, base, quote, on)
+    return found.rate if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -258,10 +269,19 @@ class SnapshotStats:
     snapshots: int
     listings_without_price: int
     missing_fx: dict[str, int]
+    stale_fx: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
 
 
-def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) -> SnapshotStats:
-    """One row per listing and day, from the day's latest successful observation."""
+def replace_snapshots(
+    session: Session, *, tenant_id: int, snapshot_date: date, max_fx_age_days: int | None = None
+) -> SnapshotStats:
+    """One row per listing and day, from the day's latest successful observation.
+
+    A missing or stale FX rate (older than ``max_fx_age_days``, default
+    ``CALIBR_FX_MAX_RATE_AGE_DAYS``) keeps the snapshot without a converted amount and with
+    ``excluded_reason`` saying why; it never fails the partition."""
+    max_age = max_rate_age_days() if max_fx_age_days is None else max_fx_age_days
     session.execute(
         delete(NormalizedPriceSnapshot).where(
             NormalizedPriceSnapshot.tenant_id == tenant_id, NormalizedPriceSnapshot.snapshot_date == snapshot_date
@@ -287,17 +307,26 @@ def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) 
     }
     project_currency = dict(session.execute(select(Project.id, Project.currency).where(Project.tenant_id == tenant_id)).all())
     missing_fx: dict[str, int] = defaultdict(int)
-    rates: dict[tuple[str, str], Decimal | None] = {}
+    stale_fx: dict[str, int] = defaultdict(int)
+    snapshots: list[NormalizedPriceSnapshot] = []
+    quotes: dict[tuple[str, str], FxQuote | None] = {}
     for listing_id, obs in latest_ok.items():
         listing = listings[listing_id]
         target = project_currency[listing.project_id]
         key = (obs.currency, target)
-        if key not in rates:
-            rates[key] = fx_rate(session, obs.currency, target, snapshot_date)
-        rate = rates[key]
-        if rate is None:
+        if key not in quotes:
+            quotes[key] = fx_quote(session, obs.currency, target, snapshot_date)
+        quote = quotes[key]
+        excluded_reason = None
+        if quote is None:
             missing_fx[f"{obs.currency}->{target}"] += 1
-        session.add(
+            excluded_reason = missing_reason(obs.currency, target, snapshot_date)
+        else:
+            excluded_reason = quote.stale_reason(snapshot_date, max_age)
+            if excluded_reason is not None:
+                stale_fx[f"{obs.currency}->{target}"] += 1
+        usable = quote is not None and excluded_reason is None
+        snapshots.append(
             NormalizedPriceSnapshot(
                 tenant_id=tenant_id,
                 project_id=listing.project_id,
@@ -312,13 +341,91 @@ def replace_snapshots(session: Session, *, tenant_id: int, snapshot_date: date) 
                 on_sale=obs.regular_amount is not None and obs.regular_amount > obs.amount,
                 availability=obs.availability,
                 project_currency=target,
-                fx_rate=rate,
-                amount_in_project_currency=convert(obs.amount, rate, target) if rate is not None else None,
+                fx_rate=quote.rate if quote is not None else None,
+                amount_in_project_currency=quote.convert(obs.amount) if usable else None,
+                excluded_reason=excluded_reason,
                 observed_at=obs.fetched_at,
             )
         )
+    quarantined = _score_trust(session, tenant_id, snapshot_date, snapshots, latest_ok, listings)
+    session.add_all(snapshots)
     session.flush()
-    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx))
+    return SnapshotStats(len(latest_ok), len(seen - set(latest_ok)), dict(missing_fx), dict(stale_fx), quarantined)
+
+
+def previous_amounts(session: Session, tenant_id: int, before: date, days: int = 30) -> dict[int, tuple[Decimal, str]]:
+    """Each listing's latest snapshot amount (and currency) before ``before``."""
+    S = NormalizedPriceSnapshot
+    rows = session.execute(
+        select(S.listing_id, S.amount, S.currency)
+        .where(S.tenant_id == tenant_id, S.snapshot_date < before, S.snapshot_date >= before - timedelta(days=days))
+        .order_by(S.listing_id, S.snapshot_date)
+    ).all()
+    return {row.listing_id: (row.amount, row.currency) for row in rows}
+
+
+def _score_trust(
+    session: Session,
+    tenant_id: int,
+    snapshot_date: date,
+    snapshots: list[NormalizedPriceSnapshot],
+    observations: dict[int, CompetitorPriceObservation],
+    listings: dict[int, CompetitorListing],
+) -> int:
+    """Trust score, reasons and quarantine for each snapshot (calibr_pipeline.domain.trust)."""
+    if not snapshots:
+        return 0
+    previous = previous_amounts(session, tenant_id, snapshot_date)
+    our_prices = dict(
+        session.execute(select(Variant.id, Variant.price).where(Variant.id.in_({s.variant_id for s in snapshots}))).all()
+    )
+    thresholds = dict(
+        session.execute(select(Project.id, Project.trust_threshold).where(Project.tenant_id == tenant_id)).all()
+    )
+    by_variant: dict[int, list[NormalizedPriceSnapshot]] = defaultdict(list)
+    for snap in snapshots:
+        by_variant[snap.variant_id].append(snap)
+    day_end = datetime.combine(snapshot_date, time.max, tzinfo=timezone.utc)
+    scored_at = min(utcnow(), day_end)
+    quarantined = 0
+    for snap in snapshots:
+        obs = observations[snap.listing_id]
+        extracted = obs.extracted or {}
+        listing = listings[snap.listing_id]
+        peers = [
+            p.amount_in_project_currency
+            for p in by_variant[snap.variant_id]
+            if p is not snap and p.amount_in_project_currency is not None and p.availability != "OutOfStock"
+        ]
+        prev = previous.get(snap.listing_id)
+        confidence = extracted.get("confidence")
+        source = extracted.get("source") or obs.extraction_source
+        multi = bool(extracted.get("low_price") and extracted.get("high_price") and extracted["low_price"] != extracted["high_price"])
+        result = trust_score(
+            TrustInputs(
+                amount=snap.amount_in_project_currency,
+                extraction_confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
+                extraction_source=source,
+                age_hours=max(0.0, (scored_at - obs.fetched_at).total_seconds() / 3600),
+                peer_amounts=tuple(peers),
+                our_price=our_prices.get(snap.variant_id) if snap.amount_in_project_currency is not None else None,
+                listing_amount=snap.amount,
+                previous_amount=prev[0] if prev is not None and prev[1] == snap.currency else None,
+                confirmed_by_refetch=extracted.get("confirmed_by_refetch"),
+                multi_price=multi,
+                soft_404="soft_404" in (extracted.get("page_flags") or []) or redirected_away(listing.url, extracted.get("final_url")),
+                out_of_stock=snap.availability == "OutOfStock",
+                currency_inferred=source in ("dom", "meta"),
+                match_type=listing.match_type,
+            )
+        )
+        limit = trust_threshold(thresholds.get(snap.project_id))
+        snap.trust_score = result.score
+        snap.trust_reasons = list(result.reasons)
+        snap.quarantined = result.quarantined(limit)
+        quarantined += snap.quarantined
+    return quarantined
+
 
 
 @dataclass(frozen=True)
@@ -330,8 +437,8 @@ class PositionStats:
 def replace_market_positions(session: Session, *, tenant_id: int, position_date: date) -> PositionStats:
     """Market position for every SKU that has competitor listings.
 
-    Out-of-stock offers and prices we cannot convert to our currency are left out: a shopper
-    cannot buy the former and the latter cannot be compared.
+    Out-of-stock offers, prices we cannot convert to our currency and quarantined prices are
+    left out: a shopper cannot buy the first, the second cannot be compared, the third is doubtful.
     """
     session.execute(
         delete(MarketPosition).where(MarketPosition.tenant_id == tenant_id, MarketPosition.position_date == position_date)
@@ -349,6 +456,8 @@ def replace_market_positions(session: Session, *, tenant_id: int, position_date:
             NormalizedPriceSnapshot.tenant_id == tenant_id,
             NormalizedPriceSnapshot.snapshot_date == position_date,
             NormalizedPriceSnapshot.amount_in_project_currency.is_not(None),
+            # A quarantined price (trust score under the threshold) is not a market price either.
+            NormalizedPriceSnapshot.quarantined.is_(False),
         )
     ):
         if snap.availability != "OutOfStock":
@@ -416,3 +525,25 @@ def observation_error_classes(session: Session, tenant_id: int, on: date) -> lis
         ).all()
     )
 
+
+
+def quarantine_history(session: Session, tenant_id: int, up_to: date, days: int) -> dict[int, list[bool]]:
+    """Per active listing, its snapshots' quarantine flags on the newest ``days`` snapshot days
+    up to ``up_to``, newest first."""
+    S = NormalizedPriceSnapshot
+    rows = session.execute(
+        select(S.listing_id, S.quarantined)
+        .join(CompetitorListing, CompetitorListing.id == S.listing_id)
+        .where(
+            S.tenant_id == tenant_id,
+            S.snapshot_date <= up_to,
+            S.snapshot_date > up_to - timedelta(days=days + 7),
+            CompetitorListing.active.is_(True),
+        )
+        .order_by(S.listing_id, S.snapshot_date.desc())
+    ).all()
+    history: dict[int, list[bool]] = defaultdict(list)
+    for listing_id, quarantined in rows:
+        if len(history[listing_id]) < days:
+            history[listing_id].append(bool(quarantined))
+    return dict(history)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -66,6 +67,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Issue 10: snapshots whose trust score is below this are quarantined (None: the default).
+    trust_threshold: Mapped[Decimal | None] = mapped_column(ExactDecimal)
 
     tenant: Mapped[Tenant] = relationship(back_populates="projects")
     shops: Mapped[list[Shop]] = relationship(back_populates="project")
@@ -240,6 +243,13 @@ class NormalizedPriceSnapshot(Base):
     fx_rate: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     amount_in_project_currency: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Issue 10 / issue 7 item 7: why this snapshot is not compared (no or stale FX rate), and
+    # the trust score (calibr_pipeline.domain.trust) with its reasons; quarantined snapshots
+    # are never priced on.
+    excluded_reason: Mapped[str | None] = mapped_column(String(300))
+    trust_score: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    trust_reasons: Mapped[list | None] = mapped_column(JSON)
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("listing_id", "snapshot_date"),

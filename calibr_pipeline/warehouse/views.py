@@ -197,6 +197,32 @@ FROM sla_reports s
 """,
 }
 
+# Issue 10: competitor observations the trust score put in quarantine (rules never price on them).
+VIEWS["v_quarantined_observations"] = """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    s.snapshot_date,
+    s.listing_id,
+    s.observation_id,
+    v.sku,
+    c.name AS competitor,
+    l.url,
+    CAST(s.amount AS NUMERIC) AS amount,
+    s.currency,
+    CAST(s.amount_in_project_currency AS NUMERIC) AS amount_in_project_currency,
+    CAST(s.trust_score AS NUMERIC) AS trust_score,
+    s.trust_reasons AS reasons,
+    s.observed_at
+FROM normalized_price_snapshots s
+JOIN tenants t ON t.id = s.tenant_id
+JOIN projects p ON p.id = s.project_id
+JOIN variants v ON v.id = s.variant_id
+JOIN competitors c ON c.id = s.competitor_id
+JOIN competitor_listings l ON l.id = s.listing_id
+WHERE s.quarantined
+"""
+
 
 def create_statement(name: str) -> str:
     return f"CREATE VIEW {name} AS{VIEWS[name].rstrip()}"

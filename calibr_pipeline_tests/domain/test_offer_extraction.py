@@ -109,6 +109,9 @@ def test_extracted_offer_json_dict_is_json_safe_and_exact():
         "high_price": "29.99",
         "offer_count": 3,
         "on_sale": True,
+        "confidence": 1.0,
+        "evidence": [],
+        "page_flags": [],
     }
     assert json.loads(json.dumps(as_dict)) == as_dict
 
@@ -439,19 +442,31 @@ def test_variants_of_one_product_at_different_prices_give_from_price():
         offer("22.00", sku="W-M", availability="InStock", url=f"{URL}?variant=2"),
     ]
     result = extract_offer(jsonld(product(offers)), URL)
-    assert result.amount == Decimal("20.00")
+    # Issue 10 category 5: the sold-out size's 20.00 is not a price anyone can pay; the "from"
+    # price is the cheapest in-stock offer, and the stated range still spans every offer.
+    assert result.amount == Decimal("22.00")
     assert (result.low_amount, result.high_amount, result.offer_count) == (
         Decimal("20.00"),
         Decimal("24.00"),
         3,
     )
-    # The "from" price is the product's, not a variant's; its availability is the cheapest offer's.
+    # The "from" price is the product's, not a variant's; its availability is the cheapest buyable offer's.
     assert (result.variant_id, result.sku, result.availability, result.title) == (
         None,
         None,
-        "OutOfStock",
+        "InStock",
         "Widget",
     )
+    assert "lowest in-stock offer" in result.evidence
+
+
+def test_from_price_of_all_sold_out_sizes_is_the_lowest():
+    offers = [
+        offer("24.00", sku="W-L", availability="OutOfStock", url=f"{URL}?variant=3"),
+        offer("20.00", sku="W-S", availability="OutOfStock", url=f"{URL}?variant=1"),
+    ]
+    result = extract_offer(jsonld(product(offers)), URL)
+    assert (result.amount, result.availability) == (Decimal("20.00"), "OutOfStock")
 
 
 @pytest.mark.parametrize(

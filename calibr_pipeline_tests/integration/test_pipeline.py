@@ -67,7 +67,7 @@ def test_full_pipeline_reads_every_price_right(pipeline, world, warehouse_url, i
     result = _run(pipeline, instance, world)
     assert result.success
     checks = _check_results(result)
-    assert set(checks) == {"observation_error_rate", "listing_consecutive_failures", "snapshot_expectations"}
+    assert set(checks) == {"observation_error_rate", "listing_consecutive_failures", "snapshot_expectations", "snapshot_quarantine_rate"}
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
 
     expected = {l.url: l for l in world.listings_for("shop-one")}

@@ -91,11 +91,15 @@ def normalized_price_snapshots(context: dg.AssetExecutionContext, warehouse: War
         stats = replace_snapshots(session, tenant_id=tenant_id, snapshot_date=partition.day)
     if stats.missing_fx:
         context.log.warning(f"no reference FX rate for {stats.missing_fx}; those prices are kept but not compared")
+    if stats.stale_fx:
+        context.log.warning(f"reference FX rate too old for {stats.stale_fx}; those prices are kept but not compared")
     return dg.MaterializeResult(
         metadata={
             "snapshots": stats.snapshots,
             "listings_without_price": stats.listings_without_price,
             "missing_fx": dg.MetadataValue.json(stats.missing_fx),
+            "stale_fx": dg.MetadataValue.json(stats.stale_fx),
+            "quarantined": stats.quarantined,
         }
     )
 

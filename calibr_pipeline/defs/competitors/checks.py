@@ -22,7 +22,18 @@ from calibr_pipeline.domain.data_quality import (
     evaluate_error_rate,
 )
 from calibr_pipeline.services.expectations import validate_snapshots
-from calibr_pipeline.warehouse.competitor_store import observation_error_classes, recent_statuses_by_listing
+from calibr_pipeline.domain.trust import (
+    QUARANTINE_ALERT_DAYS,
+    QUARANTINE_RATE_ERROR,
+    QUARANTINE_RATE_WARN,
+    quarantine_rate_verdict,
+    quarantine_streak,
+)
+from calibr_pipeline.warehouse.competitor_store import (
+    observation_error_classes,
+    quarantine_history,
+    recent_statuses_by_listing,
+)
 from calibr_pipeline.warehouse.models import NormalizedPriceSnapshot
 from calibr_pipeline.warehouse.tenancy import tenant_by_slug
 
@@ -183,3 +194,82 @@ def snapshot_expectations(
         },
         f"{report.evaluated - len(report.failures)} of {report.evaluated} expectations met on {len(frame)} rows",
     )
+
+
+@dg.asset_check(
+    asset=normalized_price_snapshots,
+    partitions_def=DAILY_TENANT_PARTITIONS,
+    description=(
+        f"Share of the partition's snapshots in quarantine (trust score under the project's threshold): "
+        f"above {QUARANTINE_RATE_WARN:.0%} warns, above {QUARANTINE_RATE_ERROR:.0%} is an error. A listing "
+        f"quarantined {QUARANTINE_ALERT_DAYS} snapshot days in a row raises an alert of its own."
+    ),
+)
+def snapshot_quarantine_rate(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> dg.AssetCheckResult:
+    partition = day_tenant(context)
+    outcome = evaluate_quarantine(warehouse, alerts, partition.tenant_slug, partition.day)
+    return _result(
+        outcome["verdict"],
+        {
+            "snapshots": outcome["snapshots"],
+            "quarantined": outcome["quarantined"],
+            "quarantine_rate": dg.MetadataValue.float(float(outcome["rate"])),
+            "listings_quarantined_3_days": dg.MetadataValue.json(outcome["stuck_listings"]),
+        },
+        outcome["description"],
+    )
+
+
+def evaluate_quarantine(warehouse: WarehouseResource, alerts, tenant_slug: str, day) -> dict:
+    """The quarantine-rate verdict of a tenant-day, alerting on a bad rate and on every listing
+    quarantined QUARANTINE_ALERT_DAYS snapshot days in a row (the alert hook)."""
+    with warehouse.session() as session:
+        tenant_id = tenant_by_slug(session, tenant_slug).id
+        flags = session.scalars(
+            select(NormalizedPriceSnapshot.quarantined).where(
+                NormalizedPriceSnapshot.tenant_id == tenant_id, NormalizedPriceSnapshot.snapshot_date == day
+            )
+        ).all()
+        history = quarantine_history(session, tenant_id, day, QUARANTINE_ALERT_DAYS)
+    quarantined = sum(1 for f in flags if f)
+    verdict, rate = quarantine_rate_verdict(quarantined, len(flags))
+    description = f"{quarantined} of {len(flags)} snapshots quarantined ({rate:.2%})"
+    _alert_if_failed(
+        alerts,
+        warehouse,
+        verdict,
+        check="snapshot_quarantine_rate",
+        tenant_slug=tenant_slug,
+        tenant_id=tenant_id,
+        title=f"Quarantine rate {rate:.2%} for {tenant_slug} on {day}",
+        message=description + " (see v_quarantined_observations)",
+        details={"quarantined": quarantined, "snapshots": len(flags)},
+    )
+    stuck = sorted(l for l, h in history.items() if quarantine_streak(h) >= QUARANTINE_ALERT_DAYS)
+    for listing_id in stuck:
+        alerts.send(
+            Alert(
+                severity="warning",
+                title=f"Competitor listing {listing_id} quarantined {QUARANTINE_ALERT_DAYS} days in a row ({tenant_slug})",
+                message=(
+                    f"Listing {listing_id}'s price has been below the trust threshold for {QUARANTINE_ALERT_DAYS} "
+                    "snapshot days: rules ignore it. Check the page (v_quarantined_observations has the reasons)."
+                ),
+                source="listing_quarantined",
+                tenant=tenant_slug,
+                details={"listing_id": listing_id, "days": QUARANTINE_ALERT_DAYS},
+                dedup_key=f"listing_quarantined:{tenant_slug}:{listing_id}",
+            ),
+            warehouse,
+            tenant_id=tenant_id,
+        )
+    return {
+        "verdict": verdict,
+        "rate": rate,
+        "snapshots": len(flags),
+        "quarantined": quarantined,
+        "stuck_listings": stuck,
+        "description": description,
+    }

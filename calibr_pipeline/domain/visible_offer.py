@@ -1,0 +1,412 @@
+"""The price and stock state a person sees on a product page that publishes no structured offer.
+
+Pure: works on an lxml tree and is told how to resolve a currency symbol. Used by
+:func:`calibr_pipeline.domain.offer_extraction.extract_offer` as its last source ("dom").
+
+Price candidates are elements that look like a price to a shopper's eye and to a theme's
+author: a class or id naming a price (``price``, ``preis``, ``prix``, ``a-price`` ...), a
+``data-price`` / ``data-price-amount`` attribute, Amazon-style ``.a-price .a-offscreen``. Each
+is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`) and scored:
+
+========================================  =====
+price-like class / id / data attribute     +2
+"current" wording (sale, final, to-pay)    +1
+currency written in the text               +1
+emphasis (strong, b, h2-h4)                +0.5
+near the title (H1): 2 / 4 / 6 levels      +3 / +2 / +1
+near the buy button: 3 / 5 levels          +2 / +1
+the same amount shown again                +0.5 each (max +1)
+========================================  =====
+
+and never counted as the current price when it is crossed out (``del``, ``s``, ``strike``,
+``data-a-strike``, classes such as old / was / regular / compare / list / rrp: those become the
+regular price), a per-unit, shipping, instalment, "from" or saving teaser (text), or inside a
+block that belongs to other products or to the page furniture (related, recommended, similar,
+carousel, product cards and grids, mini-cart, header, footer, nav).
+
+The best amount wins when it scores at least :data:`MIN_SCORE` and leads the next different
+amount by at least :data:`MIN_MARGIN`; otherwise the page is PARSE_AMBIGUOUS (with the
+candidates) or PARSE_NO_PRICE. Confidence grows with the score and the margin and never exceeds
+0.8: a visible-page reading is a guess next to what the shop publishes for machines.
+
+Availability (:func:`visible_availability`) reads stock wording in elements named for it
+(availability, stock, inventory, lager, ...) in a dozen languages, then the buy button: disabled
+means out of stock, present and enabled means in stock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterator
+
+import lxml.html
+
+from calibr_pipeline.domain.errors import ErrorClass, ExtractionError
+from calibr_pipeline.domain.price_parsing import normalize_amount, parse_amount, validate_amount
+from calibr_pipeline.domain.trust import SOFT_404_TEXT
+
+MIN_SCORE = 3.0
+MIN_MARGIN = 1.0
+MAX_TEXT = 48  # a price node's text is short; a block that long is not one price
+
+_SKIP_TAGS = {"script", "style", "noscript", "template", "head", "title", "svg", "iframe", "select", "option", "textarea"}
+_FURNITURE_TAGS = {"header", "footer", "nav", "aside"}
+_PRICE_ATTRS = ("data-price", "data-price-amount", "data-product-price", "data-sale-price", "data-current-price", "data-final-price")
+
+_PRICE_NAME = re.compile(r"price|preis|prix|precio|prezzo|prijs|cena|pris|fiyat|pre[cç]o|цена|ціна|kaina|hinta", re.I)
+_PRICE_PART = re.compile(r"whole|fraction|decimal|symbol|currency|label|title|per-?unit|unit-?price|priceperunit|range|tax|vat|info|note", re.I)
+_CURRENT_NAME = re.compile(r"sale|special|current|final|now|our|offer|deal|actual|topay|to-pay|selling|main|promo|reduced|discount", re.I)
+_REGULAR_NAME = re.compile(r"old|was|regular|compare|strike|original|list|rrp|msrp|before|crossed|uvp|reference|standard|retail", re.I)
+_FOREIGN_NAME = re.compile(
+    r"(^|[-_])(related|recommend|upsell|up-sell|cross-?sell|similar|carousel|slider|also|viewed|recent|"
+    r"sponsor|accessor|product-?(item|card|tile|list|grid)|products-?grid|listing|mini-?cart|cart-?drawer|"
+    r"basket|wishlist|footer|header|navbar|nav|menu|breadcrumb|banner|newsletter|shipping|delivery|"
+    r"installment|instalment|financ|klarna|afterpay)",
+    re.I,
+)
+_TEASER_TEXT = re.compile(
+    r"shipping|delivery|lieferung|versand|livraison|env[ií]o|spedizione|verzending|porto|"
+    r"/\s*(kg|g|l|ml|m|m2|m²|100\s*g|100\s*ml|month|mo|mes|mois|monat|st|stk|pc|piece|unit|each|ea)\b|"
+    r"\bper\s|\bpro\s(kg|l|100|st)|\bje\s|payments? of|installment|instalment|\d\s*x\s|\bx\s*\d|monthly|par mois|"
+    r"mensual|al mes|klarna|afterpay|\bfrom\b|\bab\s|à partir|a partir|desde|vanaf|starting at|\bsave\b|"
+    r"\bspare|économ|\boff\b|rabatt|%",
+    re.I,
+)
+_VAT_INCL = re.compile(
+    r"inkl\.?\s*(der\s*)?(mwst|ust|\d+\s*%)|incl\.?\s*(vat|btw|tax|iva)|including vat|inc\.?\s*vat|\bttc\b|"
+    r"iva inclu|tva incl|with vat|brutto|включая ндс",
+    re.I,
+)
+# Auctions: the starting price is history, the current bid is what the item costs now.
+_STARTING_BID = re.compile(r"starting bid|opening bid|start(ing)? price|startpreis|startgebot|prix de départ|mise à prix|precio de salida|prezzo di partenza", re.I)
+_CURRENT_BID = re.compile(r"current bid|aktuelles gebot|enchère actuelle|puja actual|offerta attuale|winning bid", re.I)
+_BUY_TEXT = re.compile(
+    r"add[\s_-]?to[\s_-]?(cart|bag|basket|trolley)|addtocart|buy[\s_-]?now|in den (warenkorb|einkaufswagen)|"
+    r"ajouter au panier|añadir al carrito|agregar al carrito|aggiungi al carrello|in (de )?winkelwagen|do koszyka|"
+    r"lägg i varukorg|læg i kurv|legg i handlekurv|в корзину|sepete ekle|adicionar ao carrinho|^buy$|^kaufen$",
+    re.I,
+)
+_BUY_NAME = re.compile(r"add-?to-?cart|addtocart|add_to_cart|buy-?now|buy-?button|product-?form__submit|btn-?cart", re.I)
+_AVAILABILITY_NAME = re.compile(r"availab|stock|inventory|lager|verfueg|verfüg|dispon|voorraad|delivery-?status", re.I)
+
+_OUT_OF_STOCK = re.compile(
+    r"out of stock|sold out|currently unavailable|\bunavailable\b|not available|no longer available|"
+    r"ausverkauft|nicht verfügbar|nicht auf lager|nicht lieferbar|vergriffen|derzeit nicht|"
+    r"rupture de stock|épuisé|epuise|indisponible|agotado|sin stock|no disponible|esaurito|non disponibile|"
+    r"uitverkocht|niet op voorraad|niet leverbaar|niedostępny|brak w magazynie|slutsåld|udsolgt|utsolgt|"
+    r"нет в наличии|tükendi|esgotado|indisponível|品切れ|在庫なし|缺货|품절",
+    re.I,
+)
+_IN_STOCK = re.compile(
+    r"\bin stock\b|\bavailable\b|only \d+ left|ready to ship|auf lager|sofort lieferbar|\blieferbar\b|\bverfügbar\b|"
+    r"en stock|\bdisponible\b|en existencia|disponibile|op voorraad|\bdostępny\b|på lager|в наличии|stokta|"
+    r"em estoque|在庫あり|有货|재고 있음",
+    re.I,
+)
+
+
+@dataclass
+class VisibleCandidate:
+    amount: Decimal
+    currency: str
+    score: float
+    element: lxml.html.HtmlElement = field(repr=False)
+    regular: bool = False
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VisibleReading:
+    amount: Decimal
+    currency: str
+    regular_amount: Decimal | None
+    confidence: float
+    evidence: tuple[str, ...]
+    vat_included: bool
+
+
+def _names(el: lxml.html.HtmlElement) -> str:
+    return f"{el.get('class') or ''} {el.get('id') or ''}".strip()
+
+
+def _tokens(el: lxml.html.HtmlElement) -> list[str]:
+    return _names(el).split()
+
+
+def _ancestors(el: lxml.html.HtmlElement, limit: int = 40) -> Iterator[lxml.html.HtmlElement]:
+    parent = el.getparent()
+    while parent is not None and limit > 0:
+        yield parent
+        parent = parent.getparent()
+        limit -= 1
+
+
+def _short_text(el: lxml.html.HtmlElement) -> str:
+    return " ".join(el.text_content().split())
+
+
+def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
+    for node in (el, *_ancestors(el)):
+        if not isinstance(node.tag, str):
+            continue
+        if node.tag in _FURNITURE_TAGS:
+            return node.tag
+        for token in _tokens(node):
+            if _FOREIGN_NAME.search(token):
+                return token
+    return None
+
+
+def _is_crossed(el: lxml.html.HtmlElement) -> bool:
+    for depth, node in enumerate((el, *_ancestors(el, 3))):
+        if node.tag in ("del", "s", "strike") or node.get("data-a-strike") == "true":
+            return True
+        if depth <= 2 and any(_REGULAR_NAME.search(t) for t in _tokens(node)):
+            return True
+        style = (node.get("style") or "").replace(" ", "").lower()
+        if "line-through" in style:
+            return True
+    return False
+
+
+def _hidden_duplicate(el: lxml.html.HtmlElement) -> bool:
+    return any(node.get("aria-hidden") == "true" for node in (el, *_ancestors(el, 4)))
+
+
+def _distance(a: lxml.html.HtmlElement, b: lxml.html.HtmlElement) -> int:
+    """Steps from ``a`` up to the lowest ancestor it shares with ``b``."""
+    b_line = {id(n) for n in (b, *_ancestors(b, 60))}
+    for steps, node in enumerate((a, *_ancestors(a, 60))):
+        if id(node) in b_line:
+            return steps
+    return 99
+
+
+def _walk(root: lxml.html.HtmlElement) -> Iterator[lxml.html.HtmlElement]:
+    stack = [root]
+    while stack:
+        el = stack.pop()
+        if not isinstance(el.tag, str) or el.tag in _SKIP_TAGS:
+            continue
+        yield el
+        stack.extend(reversed(list(el)))
+
+
+def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlElement]:
+    found = []
+    for el in elements:
+        if el.tag not in ("button", "input", "a"):
+            continue
+        label = _short_text(el) if el.tag != "input" else (el.get("value") or "")
+        if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el):
+            found.append(el)
+    return found
+
+
+def _price_like(el: lxml.html.HtmlElement) -> bool:
+    tokens = _tokens(el)
+    if "a-offscreen" in tokens and any("a-price" in _tokens(p) for p in _ancestors(el, 2)):
+        return True
+    return any(_PRICE_NAME.search(t) and not _PRICE_PART.search(t) for t in tokens) or el.get("itemprop") == "price"
+
+
+def collect_candidates(
+    root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]
+) -> tuple[list[VisibleCandidate], list[ExtractionError]]:
+    elements = list(_walk(root))
+    body = root.find(".//body")
+    h1s = [el for el in elements if el.tag == "h1" and not _in_foreign_block(el)]
+    title = h1s[0] if h1s else None
+    buttons = _buy_buttons(elements)
+    candidates: list[VisibleCandidate] = []
+    errors: list[ExtractionError] = []
+
+    def add(el: lxml.html.HtmlElement, amount: Decimal, token: str | None, base: float, why: str) -> None:
+        try:
+            currency = resolve(token or el.get("data-currency") or el.get("data-price-currency"))
+        except ExtractionError as exc:
+            errors.append(exc)
+            return
+        score = base
+        evidence = [why]
+        label = _short_text(el.getparent())[:160] if el.getparent() is not None else ""
+        if _STARTING_BID.search(label) and not _CURRENT_BID.search(label):
+            return  # an auction's starting price, not what the item costs now
+        if _CURRENT_BID.search(label):
+            score += 1.5
+            evidence.append("current bid")
+        if any(_CURRENT_NAME.search(t) for n in (el, *_ancestors(el, 2)) for t in _tokens(n)):
+            score += 1
+            evidence.append("current-price wording")
+        if token:
+            score += 1
+        if any(n.tag in ("strong", "b", "h2", "h3", "h4") for n in (el, *_ancestors(el, 2))):
+            score += 0.5
+        if title is not None:
+            d = _distance(el, title)
+            bonus = 3 if d <= 2 else 2 if d <= 4 else 1 if d <= 6 else 0
+            if bonus:
+                score += bonus
+                evidence.append(f"{d} levels from the title")
+        if buttons:
+            d = min(_distance(el, b) for b in buttons)
+            bonus = 2 if d <= 3 else 1 if d <= 5 else 0
+            if bonus:
+                score += bonus
+                evidence.append(f"{d} levels from the buy button")
+        try:
+            amount = normalize_amount(amount, currency)
+        except ExtractionError as exc:
+            errors.append(exc)
+            return
+        candidates.append(VisibleCandidate(amount, currency, score, el, regular=_is_crossed(el), evidence=evidence))
+
+    for el in elements:
+        if el is body or el.tag in ("html", "body"):
+            continue
+        attr = next((a for a in _PRICE_ATTRS if el.get(a)), None)
+        text = None
+        if attr is not None or _price_like(el):
+            if _in_foreign_block(el) or _hidden_duplicate(el):
+                continue
+            context = _short_text(el.getparent()) if el.getparent() is not None else ""
+            if attr is not None:
+                raw = el.get(attr).strip()
+                try:
+                    amount = validate_amount(Decimal(raw), raw) if re.fullmatch(r"\d+(\.\d+)?", raw) else parse_amount(raw)[0]
+                except (ExtractionError, ArithmeticError):
+                    amount = None
+                if amount is not None and not (len(context) <= 2 * MAX_TEXT and _TEASER_TEXT.search(context)):
+                    token = None
+                    shown = _short_text(el)
+                    if shown and len(shown) <= MAX_TEXT:
+                        try:
+                            shown_amount, token = parse_amount(shown)
+                            if shown_amount != amount:
+                                token = None
+                        except ExtractionError:
+                            token = None
+                    add(el, amount, token, 2.0, f"{attr} attribute")
+            if not _price_like(el):
+                continue
+            text = _short_text(el)
+            if not text or len(text) > MAX_TEXT or not any(ch.isdigit() for ch in text):
+                continue
+            if _TEASER_TEXT.search(text) or (len(context) <= 2 * MAX_TEXT and _TEASER_TEXT.search(context) and not _VAT_INCL.search(context)):
+                continue
+            try:
+                amount, token = parse_amount(text)
+            except ExtractionError:
+                continue
+            add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]}")
+    return candidates, errors
+
+
+def read_visible_price(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> VisibleReading:
+    """The page's visible current price (module doc), or ExtractionError."""
+    candidates, errors = collect_candidates(root, resolve)
+    current = [c for c in candidates if not c.regular]
+    if not current:
+        if errors:
+            raise errors[0]
+        raise ExtractionError(ErrorClass.PARSE_NO_PRICE, "no price in the visible page either")
+    by_amount: dict[tuple[Decimal, str], list[VisibleCandidate]] = {}
+    for c in current:
+        by_amount.setdefault((c.amount, c.currency), []).append(c)
+    ranked = sorted(
+        ((max(c.score for c in group) + min(1.0, 0.5 * (len(group) - 1)), key, group) for key, group in by_amount.items()),
+        key=lambda item: (-item[0], item[1][0]),
+    )
+    best_score, (amount, currency), group = ranked[0]
+    listing = tuple(
+        {"amount": str(a), "currency": cur, "source": "dom", "score": round(score, 2)} for score, (a, cur), _ in ranked[:8]
+    )
+    if best_score < MIN_SCORE:
+        raise ExtractionError(
+            ErrorClass.PARSE_NO_PRICE,
+            f"no confident price in the visible page (best {amount} {currency} scores {best_score:.1f} < {MIN_SCORE})",
+        )
+    margin = best_score - ranked[1][0] if len(ranked) > 1 else best_score
+    if len(ranked) > 1 and margin < MIN_MARGIN:
+        shown = ", ".join(f"{c['amount']} {c['currency']} ({c['score']})" for c in listing[:4])
+        raise ExtractionError(
+            ErrorClass.PARSE_AMBIGUOUS,
+            f"dom: several visible prices weigh the same ({shown}); pass a variant hint or check the page",
+            candidates=listing,
+        )
+    best = max(group, key=lambda c: c.score)
+    regular = [
+        c.amount
+        for c in candidates
+        if c.regular and c.currency == currency and c.amount > amount and _distance(c.element, best.element) <= 4
+    ]
+    context = " ".join(_short_text(n) for n in (best.element, *_ancestors(best.element, 2)))[:400]
+    vat_included = bool(_VAT_INCL.search(context))
+    confidence = min(0.8, 0.45 + 0.03 * best_score + 0.02 * min(margin, 5))
+    evidence = ["dom", *best.evidence, f"score {best_score:.1f}, margin {margin:.1f}"]
+    if vat_included:
+        evidence.append("displayed price incl. VAT")
+    return VisibleReading(
+        amount=amount,
+        currency=currency,
+        regular_amount=max(regular) if regular else None,
+        confidence=round(confidence, 3),
+        evidence=tuple(evidence),
+        vat_included=vat_included,
+    )
+
+
+def visible_availability(root: lxml.html.HtmlElement) -> tuple[str | None, str | None]:
+    """("InStock" | "OutOfStock" | None, evidence) from stock wording, then the buy button."""
+    elements = list(_walk(root))
+    for el in elements:
+        if not any(_AVAILABILITY_NAME.search(t) for t in _tokens(el)) and el.get("itemprop") != "availability":
+            continue
+        if _in_foreign_block(el):
+            continue
+        text = _short_text(el)
+        if not text or len(text) > 80:
+            continue
+        if _OUT_OF_STOCK.search(text):
+            return "OutOfStock", f"stock wording {text[:40]!r}"
+        if _IN_STOCK.search(text):
+            return "InStock", f"stock wording {text[:40]!r}"
+    buttons = _buy_buttons(elements)
+    if buttons:
+        button = buttons[0]
+        disabled = button.get("disabled") is not None or button.get("aria-disabled") == "true" or "disabled" in _tokens(button)
+        label = _short_text(button) or button.get("value") or ""
+        if disabled or _OUT_OF_STOCK.search(label):
+            return "OutOfStock", "buy button disabled"
+        return "InStock", "buy button enabled"
+    return None, None
+
+
+def twitter_card_price(root: lxml.html.HtmlElement) -> str | None:
+    """The ``twitter:dataN`` value whose ``twitter:labelN`` says PRICE (Magento product cards)."""
+    metas = {}
+    for meta in root.iter("meta"):
+        name = (meta.get("name") or meta.get("property") or "").strip().lower()
+        if name.startswith("twitter:"):
+            metas[name] = (meta.get("content") or "").strip()
+    for key, value in metas.items():
+        if key.startswith("twitter:label") and value.lower() in ("price", "preis", "prix", "precio", "prezzo"):
+            data = metas.get("twitter:data" + key[len("twitter:label"):])
+            if data:
+                return data
+    return None
+
+
+def page_says_gone(root: lxml.html.HtmlElement) -> str | None:
+    """The words by which a 200 page says its product is not there (title, H1, an error block)."""
+    texts = [" ".join(t.text_content().split()) for t in root.iter("title", "h1")]
+    for el in _walk(root):
+        if any(re.search(r"(^|[-_])(not-?found|error-?page|page-?404|no-?longer)", t, re.I) for t in _tokens(el)):
+            texts.append(_short_text(el)[:200])
+    for text in texts:
+        found = SOFT_404_TEXT.search(text or "")
+        if found:
+            return repr(text[:80])
+    return None
