@@ -153,24 +153,17 @@ def cmd_shops_add(args) -> int:
 
 
 def cmd_competitors_add(args) -> int:
-    from calibr_pipeline.domain.errors import ErrorClass
-    from calibr_pipeline.domain.url_policy import UrlPolicyError, validate_competitor_url
-    from calibr_pipeline.warehouse.competitor_store import add_competitor_listing
+    from calibr_pipeline.services.competitor_monitoring import register_listing
     from calibr_pipeline.warehouse.engine import session_scope
-    from calibr_pipeline.warehouse.models import CompetitorListing
 
-    url = validate_competitor_url(args.url, allowed_hosts=settings.sandbox_allowed_hosts())
-    max_length = CompetitorListing.url.type.length
-    if len(url) > max_length:
-        # The URL policy allows a little more than the column holds (Postgres would refuse it).
-        raise UrlPolicyError(ErrorClass.INVALID_URL, f"The competitor URL is longer than {max_length} characters.")
     currency = _currency(args.currency, "--currency") if args.currency else None
     with session_scope(_warehouse_url(args)) as session:
-        added = add_competitor_listing(
+        added = register_listing(
             session,
             project_slug=args.project,
             sku=args.sku,
-            url=url,
+            url=args.url,
+            allowed_hosts=settings.sandbox_allowed_hosts(),
             competitor_name=args.name,
             currency=currency,
             page_kind=args.kind,
@@ -683,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dagster", action="store_true", help="do not open the Dagster instance (no schedule, queue or daemon figures)")
     p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
+    from calibr_pipeline.api.commands import add_api_commands  # cheap: its heavy imports are lazy
+    add_api_commands(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ class AuditFilters:
     event_types: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    actor: str | None = None
 
 
 def encode_cursor(last_id: int) -> str:
@@ -60,6 +61,8 @@ def query_audit(session: Session, filters: AuditFilters, *, limit: int = 50, cur
         query = query.where(EventLog.run_id == filters.run_id)
     if filters.event_types:
         query = query.where(EventLog.event_type.in_(filters.event_types))
+    if filters.actor:
+        query = query.where(EventLog.actor == filters.actor)
     if filters.since:
         query = query.where(EventLog.created_at >= filters.since)
     if filters.until:

@@ -594,3 +594,29 @@ class ConnectorRequestStat(Base):
         UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
         Index("ix_connector_request_stats_minute", "minute"),
     )
+
+
+# --- HTTP API (issue 13) ----------------------------------------------------------------
+
+
+class ApiToken(Base):
+    """A per-tenant API token. Only its SHA-256 hash is stored; the token is shown once at creation.
+
+    ``scope`` is ``read`` or ``write`` (write implies read). ``rate_limit_per_minute`` NULL
+    means the server default (``CALIBR_API_RATE_LIMIT``).
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a token in lists
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # read | write
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

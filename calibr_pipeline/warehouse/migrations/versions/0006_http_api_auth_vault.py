@@ -1,21 +1,47 @@
-"""http api auth vault: reserved for issue 13 (HTTP API, tokens, RLS, secrets vault)
+"""HTTP API tokens (issue 13)
 
 Revision ID: 0006
 Revises: 0005
 
-The revision chain is laid out ahead of the work so that areas developed in parallel
-each own one migration file; a revision with nothing in it yet changes nothing.
+``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only.
 """
+from alembic import op
+import sqlalchemy as sa
+
+import calibr_pipeline.warehouse.types
 
 revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
 
+Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+UTC = calibr_pipeline.warehouse.types.UTCDateTime(timezone=True)
+
 
 def upgrade() -> None:
-    pass
+    op.create_table('api_tokens',
+    sa.Column('id', Id, nullable=False),
+    sa.Column('tenant_id', Id, nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('token_prefix', sa.String(length=16), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('scope', sa.String(length=8), nullable=False),
+    sa.Column('rate_limit_per_minute', sa.Integer(), nullable=True),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
+    sa.Column('created_at', UTC, nullable=False),
+    sa.Column('expires_at', UTC, nullable=True),
+    sa.Column('revoked_at', UTC, nullable=True),
+    sa.Column('last_used_at', UTC, nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_tokens_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash')),
+    )
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_tokens_tenant_id'), ['tenant_id'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_tokens_tenant_id'))
+    op.drop_table('api_tokens')
