@@ -186,6 +186,12 @@ def _queue_position(scope: TenantScope, event_id: str) -> int:
 
 def request_apply(scope: TenantScope, run_id: str, *, actor: str) -> dict:
     run = scope.run(run_id)
+    pending = scope.session.scalars(
+        scope.select(OutboxEvent).where(OutboxEvent.event_type == APPLY_REQUESTED, OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.created_at)
+    ).all()
+    waiting = next((e for e in pending if isinstance(e.payload, dict) and e.payload.get("run_id") == run.id), None)
+    if waiting is not None:  # a second event would launch a second apply of the same run
+        raise ConflictError(f"the apply of run {run_id} is already queued (event {waiting.id})", {"state": run.state, "eventId": waiting.id})
     try:
         event_id = request_apply_of(scope.session, run, actor=actor)
     except InvalidInputError as exc:  # the run is APPLYING or finished: a state conflict
@@ -230,7 +236,7 @@ def retry_failed(scope: TenantScope, run_id: str, target_ids: list[int] | None, 
         # The run is APPLYING now (its failed targets too); the sensor launches apply_run on it.
         event_id = publish(scope.session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id,
                            actor=actor, project_id=run.project_id, run_id=run.id).id
-    states = dict(scope.session.execute(select(RuleTarget.id, RuleTarget.state).where(RuleTarget.id.in_([i for i, _, _ in failed])))) if failed else {}
+    states = dict(scope.session.execute(select(RuleTarget.id, RuleTarget.state).where(RuleTarget.id.in_([i for i, _, _ in failed]))).all()) if failed else {}
     return {
         "runId": run.id,
         "status": "queued" if retried else "nothing_to_retry",
