@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from calibr_pipeline import settings
 from calibr_pipeline.api.auth import open_scope
+from calibr_pipeline.api.errors import ApiError
 from calibr_pipeline.api.pagination import DEFAULT_LIMIT, after_id, check_limit, encode_cursor
 from calibr_pipeline.api.schemas import CompetitorCreate, iso, money, page
 from calibr_pipeline.services.competitor_monitoring import register_listing
@@ -21,6 +22,7 @@ from calibr_pipeline.warehouse.models import (
     Variant,
 )
 from calibr_pipeline.warehouse.scoped import TenantScope
+from calibr_pipeline.warehouse.tenancy import NotFoundError
 
 
 def _listings(scope: TenantScope, *, project_id: int | None, limit: int, cursor: str | None) -> dict:
@@ -99,6 +101,22 @@ def _listing_json(listing: CompetitorListing, *, sku: str, competitor: str, proj
     }
 
 
+def _register(scope: TenantScope, project: Project, body: CompetitorCreate, principal):
+    return register_listing(
+        scope.session,
+        project_slug=project.slug,
+        sku=body.sku,
+        url=body.url,
+        allowed_hosts=settings.sandbox_allowed_hosts(),
+        competitor_name=body.name,
+        currency=body.currency,
+        page_kind=body.kind,
+        match_type=body.match,
+        variant_hint=body.variant,
+        actor=principal.actor,
+    )
+
+
 def build_router(require_read, require_write) -> APIRouter:
     router = APIRouter(tags=["competitors"])
 
@@ -106,19 +124,10 @@ def build_router(require_read, require_write) -> APIRouter:
     def add_competitor(slug: str, body: CompetitorCreate, request: Request, principal=Depends(require_write)):
         with open_scope(request, principal) as scope:
             project = scope.project(slug)
-            added = register_listing(
-                scope.session,
-                project_slug=project.slug,
-                sku=body.sku,
-                url=body.url,
-                allowed_hosts=settings.sandbox_allowed_hosts(),
-                competitor_name=body.name,
-                currency=body.currency,
-                page_kind=body.kind,
-                match_type=body.match,
-                variant_hint=body.variant,
-                actor=principal.actor,
-            )
+            try:
+                added = _register(scope, project, body, principal)
+            except NotFoundError as exc:  # the SKU in the body: bad input, the URL's project exists
+                raise ApiError(422, "invalid_input", str(exc), {"field": "sku"}) from None
             listing = scope.listing(added.listing_id)
             competitor = scope.session.get(Competitor, listing.competitor_id)
             result = {
