@@ -137,6 +137,9 @@ def cmd_shops_add(args) -> int:
     if args.platform == "shopify":
         if not args.endpoint:
             raise CalibrError("--endpoint is required for a Shopify shop (https://SHOP.myshopify.com/admin/api/2025-01/graphql.json)")
+        from calibr_pipeline.domain.shop_endpoint import validate_shop_endpoint
+
+        args.endpoint = validate_shop_endpoint(args.endpoint, allowed_hosts=settings.sandbox_allowed_hosts())
         token = os.environ.get(args.token_env or "", "")
         if not token:
             raise CalibrError(f"set the Admin API access token in the environment variable named by --token-env (got {args.token_env!r})")

@@ -1,4 +1,4 @@
-"""``calibr api``, ``calibr tokens create|list|revoke`` (registered by cli.build_parser)."""
+"""``calibr api``, ``calibr tokens create|list|revoke``, ``calibr secrets init|rotate`` (registered by cli.build_parser)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def cmd_tokens_revoke(args) -> int:
 
 
 def add_api_commands(sub) -> None:
+    """``api``, ``tokens`` and ``secrets``."""
+    add_secrets_commands(sub)
     actor = os.environ.get("USER", "cli")
     p = sub.add_parser("api", help="serve the HTTP API and the runs console (docs/api.md)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
@@ -100,3 +102,36 @@ def add_api_commands(sub) -> None:
     p.add_argument("token_id", type=int)
     p.add_argument("--actor", default=actor)
     p.set_defaults(func=cmd_tokens_revoke)
+
+
+# --- secrets vault ---------------------------------------------------------------------
+
+
+def cmd_secrets_init(args) -> int:
+    from calibr_pipeline.secrets.rotation import init
+    from calibr_pipeline.secrets.vault import KEYS_ENV
+
+    if os.environ.get(KEYS_ENV) and not args.force:
+        print(f"keys come from {KEYS_ENV}; no key file needed")
+        return 0
+    created, path = init(force=args.force)
+    print(f"{'created' if created else 'kept the existing'} secrets key file {path} (mode 0600; back it up)")
+    return 0
+
+
+def cmd_secrets_rotate(args) -> int:
+    from calibr_pipeline.secrets.rotation import rotate
+
+    result = rotate(_url(args), keep_old=args.keep_old)
+    print(f"re-encrypted {result.reencrypted} secret(s) under the newest key from {result.source}; {result.keys_in_use} key(s) in use")
+    return 0
+
+
+def add_secrets_commands(sub) -> None:
+    secrets = sub.add_parser("secrets", help="the secrets vault (shop tokens encrypted at rest)").add_subparsers(dest="secrets_command", required=True)
+    p = secrets.add_parser("init", help="create the key file ($CALIBR_HOME/secrets.key or $CALIBR_SECRETS_KEY_FILE)")
+    p.add_argument("--force", action="store_true", help="replace an existing key file (stored secrets become unreadable)")
+    p.set_defaults(func=cmd_secrets_init)
+    p = secrets.add_parser("rotate", help="new key, re-encrypt every stored secret, drop the old key")
+    p.add_argument("--keep-old", action="store_true", help="keep the old key(s) in the key file for other running processes")
+    p.set_defaults(func=cmd_secrets_rotate)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from calibr_pipeline.secrets.column import EncryptedSecret
 from calibr_pipeline.warehouse.types import ExactDecimal, UTCDateTime, utcnow
 
 # Deterministic constraint names keep migrations identical on SQLite and Postgres.
@@ -82,7 +83,7 @@ class Shop(Base):
     platform: Mapped[str] = mapped_column(String(32))  # shopify | csv
     admin_endpoint: Mapped[str | None] = mapped_column(String(500))
     api_version: Mapped[str | None] = mapped_column(String(16))
-    access_token: Mapped[str | None] = mapped_column(String(500))
+    access_token: Mapped[str | None] = mapped_column(EncryptedSecret)  # encrypted at rest (secrets.vault)
     rate_limit_preset: Mapped[str | None] = mapped_column(String(32))
     catalog_csv_path: Mapped[str | None] = mapped_column(String(1000))
     currency: Mapped[str] = mapped_column(String(3))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from calibr_pipeline.warehouse.engine import session_scope
+from calibr_pipeline.warehouse.engine import get_engine, session_scope
 from calibr_pipeline.warehouse.models import EventLog, OutboxEvent, RuleRun, RuleTarget
 
 pytestmark = pytest.mark.integration
@@ -200,3 +200,31 @@ def test_metrics_count_requests_per_route_template(api):
     assert 'calibr_api_requests_total{code="404",method="GET",route="/api/v1/runs/{run_id}"}' in text
     assert 'calibr_api_request_duration_seconds_bucket{le="0.1",method="GET",route="/api/v1/runs/{run_id}"}' in text
     assert acme.applied_run not in text and acme.read_token not in text
+
+
+def test_no_secret_anywhere_after_the_module_ran(api, caplog):
+    """Shop access tokens and API tokens never appear in responses, metrics, errors, logs,
+    event payloads or the warehouse's tables (shop tokens are ciphertext there)."""
+    import logging
+
+    from calibr_pipeline_tests.api.endpoints import endpoints
+
+    shop_tokens = [api.world.tenant(slug).access_token for slug in api.tenants]
+    api_tokens = [t for d in api.tenants.values() for t in (d.read_token, d.write_token)] + [api.revoked_token, api.expired_token]
+    caplog.set_level(logging.DEBUG)
+    texts = []
+    for tenant in api.tenants.values():
+        for name, method, path, body, write in endpoints(tenant):
+            if not write:
+                texts.append(api.request(method, path, tenant.read_token).text)
+        texts.append(api.request("POST", f"/api/v1/runs/{tenant.applied_run}/reconcile", tenant.read_token).text)  # 403
+        texts.append(api.request("GET", "/api/v1/runs/x", tenant.read_token + "x").text)  # 401
+    texts += [api.request("GET", "/metrics").text, api.request("GET", "/api/v1/openapi.json").text]
+    texts.append(caplog.text)
+    with get_engine(api.url).connect() as connection:
+        for table in ("event_log", "outbox", "outbox_dead_letters", "rule_runs", "rule_targets", "price_audit", "shops", "api_tokens", "alert_deliveries"):
+            texts += [repr(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]
+    blob = "\n".join(texts)
+    assert len(blob) > 10_000
+    leaked = [s[:10] for s in shop_tokens + api_tokens if s in blob]
+    assert leaked == []

@@ -1,9 +1,10 @@
-"""HTTP API tokens (issue 13)
+"""HTTP API tokens and the secrets vault (issue 13)
 
 Revision ID: 0006
 Revises: 0005
 
-``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only.
+- ``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only.
+- every plaintext ``shops.access_token`` is encrypted with the vault's key (calibr_pipeline.secrets; the key file is created if there is none).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -39,9 +40,37 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_tenant_id'), ['tenant_id'], unique=False)
+    _encrypt_shop_tokens()
+
+
+def _encrypt_shop_tokens() -> None:
+    bind = op.get_bind()
+    shops = sa.table('shops', sa.column('id', sa.Integer()), sa.column('access_token', sa.Text()))
+    rows = bind.execute(sa.select(shops.c.id, shops.c.access_token).where(shops.c.access_token.is_not(None))).all()
+    plaintext = [(shop_id, token) for shop_id, token in rows if not token.startswith('fernet:')]
+    if not plaintext:
+        return
+    from calibr_pipeline.secrets.vault import current_vault
+
+    vault = current_vault()
+    for shop_id, token in plaintext:
+        bind.execute(shops.update().where(shops.c.id == shop_id).values(access_token=vault.encrypt(token)))
+
+
+def _decrypt_shop_tokens() -> None:
+    bind = op.get_bind()
+    shops = sa.table('shops', sa.column('id', sa.Integer()), sa.column('access_token', sa.Text()))
+    rows = bind.execute(sa.select(shops.c.id, shops.c.access_token).where(shops.c.access_token.like('fernet:%'))).all()
+    if rows:
+        from calibr_pipeline.secrets.vault import current_vault
+
+        vault = current_vault()
+        for shop_id, token in rows:
+            bind.execute(shops.update().where(shops.c.id == shop_id).values(access_token=vault.decrypt(token)))
 
 
 def downgrade() -> None:
+    _decrypt_shop_tokens()
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_tenant_id'))
     op.drop_table('api_tokens')
