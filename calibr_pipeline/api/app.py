@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from calibr_pipeline.api import auth
@@ -138,9 +138,14 @@ def create_app(
     for factory in router_factories if router_factories is not None else AREA_ROUTER_FACTORIES:
         app.include_router(factory(auth.require_read, auth.require_write))
     if console:
-        from calibr_pipeline.api.console import build_router as console_router
+        from calibr_pipeline.api.console import build_router as console_router, console_secret
 
+        app.state.console_secret = console_secret()
         app.include_router(console_router(auth.require_read, auth.require_write))
+
+        @app.get("/", include_in_schema=False)
+        def root():
+            return RedirectResponse("/console", status_code=307)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request):
