@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import Request
-from sqlalchemy import text
 
 from calibr_pipeline.api.errors import ApiError
 from calibr_pipeline.services.api_tokens import AuthenticationError, Principal, TokenRecord, authenticate
 from calibr_pipeline.warehouse.engine import session_scope
+from calibr_pipeline.warehouse.rls import enter_tenant
 from calibr_pipeline.warehouse.scoped import TenantScope
 
 __all__ = ["Principal", "require_read", "require_write", "open_scope", "RateLimiter"]
@@ -106,10 +106,8 @@ def open_scope(request: Request, principal: Principal) -> Iterator[TenantScope]:
         yield TenantScope(session, principal.tenant_id)
 
 
-_SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant, true)")
-
-
 def bind_tenant(session, tenant_id: int) -> None:
-    """On PostgreSQL, ``SET LOCAL app.tenant_id`` for row-level security (migration 0006)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_SET_TENANT, {"tenant": str(int(tenant_id))})
+    """On PostgreSQL the rest of the transaction runs as the ``calibr_api`` role (not an owner,
+    no BYPASSRLS) for this tenant: row-level security hides every other tenant's rows even
+    from a query that forgets its filter (warehouse/rls.py)."""
+    enter_tenant(session, tenant_id)

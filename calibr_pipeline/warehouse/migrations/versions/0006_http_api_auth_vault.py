@@ -5,6 +5,8 @@ Revises: 0005
 
 - ``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only.
 - every plaintext ``shops.access_token`` is encrypted with the vault's key (calibr_pipeline.secrets; the key file is created if there is none).
+- PostgreSQL: roles ``calibr_api`` and ``calibr_pipeline`` (idempotent; not owners, no
+  BYPASSRLS) and row-level security on every tenant-owned table (warehouse/rls.py).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -41,6 +43,9 @@ def upgrade() -> None:
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_tenant_id'), ['tenant_id'], unique=False)
     _encrypt_shop_tokens()
+    from calibr_pipeline.warehouse.rls import apply_row_level_security
+
+    apply_row_level_security(op.get_bind())
 
 
 def _encrypt_shop_tokens() -> None:
@@ -70,6 +75,9 @@ def _decrypt_shop_tokens() -> None:
 
 
 def downgrade() -> None:
+    from calibr_pipeline.warehouse.rls import remove_row_level_security
+
+    remove_row_level_security(op.get_bind())
     _decrypt_shop_tokens()
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_tenant_id'))
