@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench sandbox ui sql install clean
+.PHONY: demo test bench sandbox ui sql install clean api openapi bench-api
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ test: install
 ## Performance benchmarks (prints figures; not part of the test suite).
 bench: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.run_all
+
+## HTTP API and runs console on 127.0.0.1:8000 (docs/api.md).
+api: install
+	$(BIN)/calibr api
+
+## Regenerate docs/openapi.json from the app (a test keeps it current).
+openapi: install
+	$(BIN)/python -m calibr_pipeline.api.openapi_doc
+
+## API latency benchmark: p95 of GET runs / targets / audit, 20 clients for 30 s, SQLite and PostgreSQL.
+bench-api: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_api
 
 sandbox: install
 	$(BIN)/calibr sandbox
