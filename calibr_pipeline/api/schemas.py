@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+import json
 from typing import Any, Literal
+
+from fastapi.responses import JSONResponse
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,3 +45,12 @@ def iso(value: datetime | None) -> str | None:
 
 def page(items: list[Any], next_cursor: str | None) -> dict:
     return {"items": items, "nextCursor": next_cursor}
+
+
+class FastJSON(JSONResponse):
+    """JSON straight from ``json.dumps``: the handlers build plain dicts of str/int/float/bool/
+    None (money as strings, times as ISO strings), so FastAPI's generic encoder is not needed
+    (it was a third of the time of a 100-item page)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")

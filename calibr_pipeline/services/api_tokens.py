@@ -144,6 +144,7 @@ class AuthenticationError(CalibrError):
 class TokenRecord:
     principal: Principal
     rate_limit_per_minute: int | None
+    seconds_to_expiry: float | None = None
 
 
 def authenticate(session: Session, token: str | None) -> TokenRecord:
@@ -160,4 +161,5 @@ def authenticate(session: Session, token: str | None) -> TokenRecord:
         raise AuthenticationError("token revoked")
     if api_token.expires_at is not None and api_token.expires_at <= utcnow():
         raise AuthenticationError("token expired")
-    return TokenRecord(Principal(api_token.tenant_id, slug, api_token.id, api_token.scope), api_token.rate_limit_per_minute)
+    to_expiry = (api_token.expires_at - utcnow()).total_seconds() if api_token.expires_at is not None else None
+    return TokenRecord(Principal(api_token.tenant_id, slug, api_token.id, api_token.scope), api_token.rate_limit_per_minute, to_expiry)

@@ -621,3 +621,8 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# A run's targets page by id (API: GET /api/v1/runs/{id}/targets); without it SQLite sorts
+# the whole run (100,000 targets) for every page.
+Index("ix_rule_targets_run_id_id", RuleTarget.run_id, RuleTarget.id)

@@ -9,7 +9,7 @@ this one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -33,6 +33,13 @@ _PROJECT_SCOPED = (Competitor, CompetitorListing, PricingRule)
 class TenantScope:
     session: Session
     tenant_id: int
+    _slugs: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def project_slug(self, project_id: int) -> str:
+        """The slug of one of this tenant's projects (memoized for the transaction)."""
+        if project_id not in self._slugs:
+            self._slugs[project_id] = self.session.scalar(self.select(Project, Project.slug).where(Project.id == project_id))
+        return self._slugs[project_id]
 
     def select(self, model, *columns) -> Select:
         """``SELECT model`` (or the given columns) already restricted to this tenant."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from calibr_pipeline.api.auth import open_scope
 from calibr_pipeline.api.pagination import after_id, check_limit, encode_cursor
-from calibr_pipeline.api.schemas import iso, money, page
+from calibr_pipeline.api.schemas import FastJSON, iso, money, page
 from calibr_pipeline.services.audit import AuditFilters, query_audit
 from calibr_pipeline.warehouse.models import PriceAudit, Project
 
@@ -40,7 +40,7 @@ def build_router(require_read, require_write) -> APIRouter:
                 tenant=principal.tenant_slug, project=project, run_id=run, event_types=tuple(eventType or ()), since=since, until=until, actor=actor
             )
             rows, next_cursor = query_audit(scope.session, filters, limit=limit, cursor=cursor)
-        return page(rows, next_cursor)
+        return FastJSON(page(rows, next_cursor))
 
     @router.get("/api/v1/price-changes", summary="Every effective price write, oldest first (filters: project, run, actor, event type, time range)")
     def price_changes(
@@ -82,6 +82,6 @@ def build_router(require_read, require_write) -> APIRouter:
                 }
                 for a, slug in rows[:limit]
             ]
-        return page(items, encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
+        return FastJSON(page(items, encode_cursor(items[-1]["id"]) if len(rows) > limit else None))
 
     return router

@@ -10,7 +10,7 @@ from calibr_pipeline import settings
 from calibr_pipeline.api.auth import open_scope
 from calibr_pipeline.api.errors import ApiError
 from calibr_pipeline.api.pagination import DEFAULT_LIMIT, after_id, check_limit, encode_cursor
-from calibr_pipeline.api.schemas import CompetitorCreate, iso, money, page
+from calibr_pipeline.api.schemas import CompetitorCreate, FastJSON, iso, money, page
 from calibr_pipeline.services.competitor_monitoring import register_listing
 from calibr_pipeline.warehouse.models import (
     Competitor,
@@ -141,13 +141,13 @@ def build_router(require_read, require_write) -> APIRouter:
     def project_competitors(slug: str, request: Request, limit: int = Query(DEFAULT_LIMIT), cursor: str | None = None, principal=Depends(require_read)):
         check_limit(limit)
         with open_scope(request, principal) as scope:
-            return _listings(scope, project_id=scope.project(slug).id, limit=limit, cursor=cursor)
+            return FastJSON(_listings(scope, project_id=scope.project(slug).id, limit=limit, cursor=cursor))
 
     @router.get("/api/v1/competitors", summary="Every competitor listing of the tenant (optionally one project)")
     def all_competitors(request: Request, project: str | None = None, limit: int = Query(DEFAULT_LIMIT), cursor: str | None = None, principal=Depends(require_read)):
         check_limit(limit)
         with open_scope(request, principal) as scope:
-            return _listings(scope, project_id=scope.project(project).id if project else None, limit=limit, cursor=cursor)
+            return FastJSON(_listings(scope, project_id=scope.project(project).id if project else None, limit=limit, cursor=cursor))
 
     @router.get("/api/v1/competitors/{listing_id}/observations", summary="Fetch outcomes of one listing, newest first")
     def observations(listing_id: int, request: Request, limit: int = Query(DEFAULT_LIMIT), cursor: str | None = None, principal=Depends(require_read)):
@@ -168,6 +168,6 @@ def build_router(require_read, require_write) -> APIRouter:
                 }
                 for o in rows[:limit]
             ]
-        return page(items, encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
+        return FastJSON(page(items, encode_cursor(items[-1]["id"]) if len(rows) > limit else None))
 
     return router

@@ -14,11 +14,12 @@ from datetime import datetime
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import defer
 
 from calibr_pipeline.api.auth import open_scope
 from calibr_pipeline.api.errors import ApiError, ConflictError
 from calibr_pipeline.api.pagination import DEFAULT_LIMIT, after_id, check_limit, encode_cursor
-from calibr_pipeline.api.schemas import ReconcileBody, RetryFailedBody, iso, money, page
+from calibr_pipeline.api.schemas import FastJSON, ReconcileBody, RetryFailedBody, iso, money, page
 from calibr_pipeline.domain.state_machine import RUN_INITIAL, RUN_TRANSITIONS, TARGET_INITIAL, RunState, TargetState
 from calibr_pipeline.services import price_apply
 from calibr_pipeline.services.rule_runs import APPLY_REQUESTED, create_run, request_apply_of
@@ -80,15 +81,21 @@ def target_counts(scope: TenantScope, run_id: str) -> dict:
     return {"total": total, "toWrite": writes, "byState": by_state, "byProposal": dict(sorted(by_proposal.items())), "settled": settled}
 
 
+def _rule_name(scope: TenantScope, rule_id: int) -> str | None:
+    cache = scope._slugs.setdefault("rules", {})
+    if rule_id not in cache:
+        cache[rule_id] = scope.session.scalar(scope.select(PricingRule, PricingRule.name).where(PricingRule.id == rule_id))
+    return cache[rule_id]
+
+
 def run_json(scope: TenantScope, run: RuleRun, *, detail: bool = False) -> dict:
-    project = scope.session.get(Project, run.project_id)
-    rule = scope.session.get(PricingRule, run.rule_id) if run.rule_id else None
+    rule_name = _rule_name(scope, run.rule_id) if run.rule_id else None
     data = {
         "runId": run.id,
         "kind": run.kind,
         "state": run.state,
-        "project": project.slug,
-        "rule": None if rule is None else {"id": rule.id, "name": rule.name},
+        "project": scope.project_slug(run.project_id),
+        "rule": None if rule_name is None else {"id": run.rule_id, "name": rule_name},
         "sourceRunId": run.source_run_id,
         "requestedBy": run.requested_by,
         "queuedAt": iso(run.queued_at),
@@ -128,7 +135,8 @@ def target_json(t: RuleTarget) -> dict:
 
 def list_targets(scope: TenantScope, run_id: str, *, state: str | None, limit: int, cursor: str | None) -> dict:
     scope.run(run_id)
-    query = scope.select(RuleTarget).where(RuleTarget.run_id == run_id).order_by(RuleTarget.id)
+    # The explain trace is the heavy column and the page does not show it (GET …/explain does).
+    query = scope.select(RuleTarget).options(defer(RuleTarget.explain)).where(RuleTarget.run_id == run_id).order_by(RuleTarget.id)
     if state:
         valid = {s.value for s in TargetState}
         if state not in valid:
@@ -289,23 +297,23 @@ def build_router(require_read, require_write) -> APIRouter:
                 query = query.where(or_(RuleRun.queued_at < at, and_(RuleRun.queued_at == at, RuleRun.id < run_id)))
             runs = scope.session.scalars(query.limit(limit + 1)).all()
             items = [run_json(scope, r) for r in runs[:limit]]
-            return page(items, _run_cursor(runs[limit - 1]) if len(runs) > limit else None)
+            return FastJSON(page(items, _run_cursor(runs[limit - 1]) if len(runs) > limit else None))
 
     @router.get("/api/v1/runs/{run_id}", summary="One run: state, target counts per state, progress, timings")
     def get_run(run_id: str, request: Request, principal=Depends(require_read)):
         with open_scope(request, principal) as scope:
-            return run_json(scope, scope.run(run_id), detail=True)
+            return FastJSON(run_json(scope, scope.run(run_id), detail=True))
 
     @router.get("/api/v1/runs/{run_id}/targets", summary="A run's targets (paginated, filter by state)")
     def run_targets(run_id: str, request: Request, state: str | None = None, limit: int = Query(100), cursor: str | None = None, principal=Depends(require_read)):
         check_limit(limit)
         with open_scope(request, principal) as scope:
-            return list_targets(scope, run_id, state=state, limit=limit, cursor=cursor)
+            return FastJSON(list_targets(scope, run_id, state=state, limit=limit, cursor=cursor))
 
     @router.get("/api/v1/targets/{target_id}/explain", summary="A target's explain trace and audit trail")
     def target_explain(target_id: int, request: Request, principal=Depends(require_read)):
         with open_scope(request, principal) as scope:
-            return explain(scope, target_id)
+            return FastJSON(explain(scope, target_id))
 
     @router.post("/api/v1/runs/{run_id}/apply", status_code=202, summary="Queue the apply of a run (outbox -> rules_apply_sensor)")
     def apply(run_id: str, request: Request, principal=Depends(require_write)):

@@ -3,7 +3,8 @@
 Revision ID: 0006
 Revises: 0005
 
-- ``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only.
+- ``api_tokens``: per-tenant API tokens, stored as SHA-256 hashes only; index
+  ``ix_rule_targets_run_id_id`` for the API's target pages.
 - every plaintext ``shops.access_token`` is encrypted with the vault's key (calibr_pipeline.secrets; the key file is created if there is none).
 - PostgreSQL: roles ``calibr_api`` and ``calibr_pipeline`` (idempotent; not owners, no
   BYPASSRLS) and row-level security on every tenant-owned table (warehouse/rls.py).
@@ -42,6 +43,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_tenant_id'), ['tenant_id'], unique=False)
+    with op.batch_alter_table('rule_targets', schema=None) as batch_op:
+        batch_op.create_index('ix_rule_targets_run_id_id', ['run_id', 'id'], unique=False)
     _encrypt_shop_tokens()
     from calibr_pipeline.warehouse.rls import apply_row_level_security
 
@@ -79,6 +82,8 @@ def downgrade() -> None:
 
     remove_row_level_security(op.get_bind())
     _decrypt_shop_tokens()
+    with op.batch_alter_table('rule_targets', schema=None) as batch_op:
+        batch_op.drop_index('ix_rule_targets_run_id_id')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_tenant_id'))
     op.drop_table('api_tokens')
