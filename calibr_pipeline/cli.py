@@ -26,7 +26,11 @@ def _warehouse_url(args) -> str:
     from calibr_pipeline.warehouse.engine import upgrade_to_head
 
     url = args.warehouse_url or settings.warehouse_url()
+    new_file = url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
     upgrade_to_head(url)
+    if new_file:  # say so: a command run outside the demo's CALIBR_HOME would otherwise see an empty warehouse silently
+        print(f"calibr: note: created a new, empty warehouse at {url[len('sqlite:///'):]} "
+              f"(the demo's is under .calibr/demo: export CALIBR_HOME=.calibr/demo, or set {settings.WAREHOUSE_URL_ENV})", file=sys.stderr)
     return url
 
 
@@ -363,6 +367,8 @@ def cmd_rules_add(args) -> int:
     from calibr_pipeline.services.rule_runs import save_rule
     from calibr_pipeline.warehouse.engine import session_scope
 
+    if args.file and not Path(args.file).is_file():
+        raise CalibrError(f"--file {args.file!r} is not a readable file")
     raw = Path(args.file).read_text(encoding="utf-8") if args.file else args.json
     if not raw:
         raise CalibrError("give the rule as --file RULE.json or --json '{...}'")
@@ -505,6 +511,13 @@ def _iso_datetime(value: str):
 def cmd_audit(args) -> int:
     from calibr_pipeline.services.audit import AuditFilters, query_audit
     from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.tenancy import project_by_slug, tenant_by_slug
+
+    with session_scope(_warehouse_url(args)) as session:  # an unknown tenant or project is an error, not an empty list
+        if args.tenant:
+            tenant_by_slug(session, args.tenant)
+        if args.project:
+            project_by_slug(session, args.project)
 
     filters = AuditFilters(
         tenant=args.tenant, project=args.project, run_id=args.run, event_types=tuple(args.event_type or ()), since=args.since, until=args.until
@@ -516,10 +529,12 @@ def cmd_audit(args) -> int:
             print(render_audit_report(session, tenants=[args.tenant] if args.tenant else None), end="")
         return 0
     with session_scope(_warehouse_url(args)) as session:
-        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor)
+        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor, newest_first=not args.oldest_first)
     if args.json:
         _print_json({"events": rows, "next_cursor": next_cursor})
         return 0
+    print(f"# {len(rows)} event(s), {'oldest' if args.oldest_first else 'newest'} first", file=sys.stderr)
+    print("id\tat\ttenant\tproject\tevent_type\tactor\trun_id\tdetail")
     for row in rows:
         payload = row["payload"] or {}
         detail = f"{payload.get('sku')} {payload.get('from')} -> {payload.get('to')}" if "to" in payload else json.dumps(payload, sort_keys=True)[:160]
@@ -581,6 +596,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--since", type=_iso_datetime)
     p.add_argument("--until", type=_iso_datetime)
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--oldest-first", action="store_true", help="oldest events first (default: newest first)")
     p.add_argument("--cursor")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
