@@ -38,6 +38,8 @@ AREA_ROUTER_FACTORIES: list[RouterFactory] = [
 OPENAPI_URL = "/api/v1/openapi.json"
 RATE_LIMIT_ENV = "CALIBR_API_RATE_LIMIT"
 METRICS_TOKEN_ENV = "CALIBR_API_METRICS_TOKEN"
+THREADS_ENV = "CALIBR_API_THREADS"
+DEFAULT_THREADS = 8
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 MAX_BODY_BYTES = 1_000_000
 # Seconds; the seed's alerts fire on p95 > 1.5 s and > 3 s, so buckets straddle both.
@@ -161,6 +163,14 @@ def create_app(
         default_response_class=FastJSON,
     )
     app.state.warehouse_url = warehouse_url
+
+    @app.on_event("startup")
+    async def _limit_worker_threads() -> None:
+        # Handlers are sync and CPU-bound in Python: a few threads share the GIL with less
+        # thrashing than anyio's default 40, and the rest wait in FIFO order (a lower tail).
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS)
     limit = rate_limit_per_minute or int(os.environ.get(RATE_LIMIT_ENV) or DEFAULT_RATE_LIMIT_PER_MINUTE)
     app.state.rate_limiter = auth.RateLimiter(limit)
     app.state.token_cache = auth.TokenCache(auth_cache_seconds)

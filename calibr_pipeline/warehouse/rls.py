@@ -145,5 +145,10 @@ def enter_tenant(connection_or_session, tenant_id: int, *, role: str = API_ROLE)
     bind = connection_or_session.get_bind() if hasattr(connection_or_session, "get_bind") else connection_or_session
     if bind.dialect.name != "postgresql":
         return
-    connection_or_session.execute(text(f"SET LOCAL ROLE {role}"))
-    connection_or_session.execute(text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(int(tenant_id))})
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    # One round trip: set_config('role', …, true) is SET LOCAL ROLE.
+    connection_or_session.execute(
+        text(f"SELECT set_config('role', :role, true), set_config('{TENANT_SETTING}', :tenant, true)"),
+        {"role": role, "tenant": str(int(tenant_id))},
+    )

@@ -74,6 +74,9 @@ def seed(url: str, n_targets: int) -> tuple[str, str, int, int]:
                        created_at=now - timedelta(seconds=i)) for i in range(20000)]
         connection.execute(insert(EventLog), events)
         first, last = connection.execute(select(text("min(id), max(id)")).select_from(RuleTarget.__table__).where(RuleTarget.run_id == big)).one()
+    with engine.connect() as connection:  # fresh statistics, as autovacuum/autoanalyze keeps them in production
+        connection.execute(text("ANALYZE"))
+        connection.commit()
     return token, big, first, last
 
 
