@@ -86,7 +86,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error", {"request_id": request_id}), status_code=500)
 
 
+def _is_conflict(exc: CalibrError) -> bool:
+    # A service error may declare its status (``http_status = 409``); errors named
+    # ``…Conflict`` / ``…ConflictError`` (e.g. a live apply lease) are state conflicts too.
+    name = type(exc).__name__
+    return getattr(exc, "http_status", None) == 409 or name.endswith(("Conflict", "ConflictError"))
+
+
 def calibr_error_status(exc: CalibrError) -> int:
+    declared = getattr(exc, "http_status", None)
+    if isinstance(declared, int) and 400 <= declared < 600:
+        return declared
+    if _is_conflict(exc):
+        return 409
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, InvalidTransition):
@@ -97,6 +109,8 @@ def calibr_error_status(exc: CalibrError) -> int:
 
 
 def calibr_error_response(exc: CalibrError) -> dict:
+    if _is_conflict(exc):
+        return error_body("conflict", _one_line(exc))
     if isinstance(exc, NotFoundError):
         return error_body("not_found", _one_line(exc))
     if isinstance(exc, InvalidTransition):

@@ -53,3 +53,24 @@ def test_area_routers_come_from_one_list_and_bugs_are_json_500(sqlite_warehouse_
         assert body["error"]["details"]["request_id"] in caplog.text
         metrics = requests.get(base + "/metrics", timeout=10).text
         assert 'calibr_api_requests_total{code="500",method="GET",route="/api/v1/broken"} 1.0' in metrics
+
+
+def test_service_errors_map_to_statuses():
+    from calibr_pipeline.api.errors import calibr_error_status
+    from calibr_pipeline.domain.errors import CalibrError
+    from calibr_pipeline.domain.rules import RuleValidationError
+    from calibr_pipeline.domain.state_machine import InvalidTransition
+    from calibr_pipeline.warehouse.tenancy import InvalidInputError, NotFoundError
+
+    class LeaseConflict(CalibrError):  # what a live apply lease may raise (issue 7)
+        pass
+
+    class Declared(CalibrError):
+        http_status = 409
+
+    assert calibr_error_status(NotFoundError("x")) == 404
+    assert calibr_error_status(InvalidTransition("RuleRun", "APPLIED", "APPLYING")) == 409
+    assert calibr_error_status(LeaseConflict("run is being applied")) == 409
+    assert calibr_error_status(Declared("x")) == 409
+    assert calibr_error_status(RuleValidationError(["a"])) == 422
+    assert calibr_error_status(InvalidInputError("x")) == 422

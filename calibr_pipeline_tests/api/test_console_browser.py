@@ -72,6 +72,7 @@ def test_sign_in_open_run_explain_retry_and_see_the_state_change(api, browser):
 
     browser.find_element(By.CSS_SELECTOR, f"#run-{acme.partial_run} a.run-link").click()
     assert wait.until(EC.presence_of_element_located((By.ID, "run-state"))).text == "PARTIAL"
+    assert browser.find_element(By.ID, "run-status").text.startswith("Partly applied: 2 target(s) failed")
     failed_rows = [browser.find_element(By.ID, f"target-{i}") for i in acme.failed_target_ids]
     assert all(r.find_element(By.CLASS_NAME, "target-state").text == "FAILED" for r in failed_rows)
 
@@ -91,7 +92,11 @@ def test_sign_in_open_run_explain_retry_and_see_the_state_change(api, browser):
     worker = threading.Thread(target=price_apply.apply_run, args=(api.url, acme.partial_run, client_for), kwargs={"actor": "test", "sleep": lambda s: None})
     worker.start()
     worker.join(30)
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "run-state").text == "APPLIED")
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    settled = WebDriverWait(browser, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+    settled.until(lambda d: d.find_element(By.ID, "run-state").text == "APPLIED")
+    settled.until(lambda d: d.find_element(By.ID, "run-status").text == "Applied: every price was written.")
     assert {browser.find_element(By.ID, f"target-{i}").find_element(By.CLASS_NAME, "target-state").text for i in acme.failed_target_ids} == {"APPLIED"}
     assert browser.find_elements(By.ID, "retry-failed") == []
 

@@ -18,10 +18,13 @@ from calibr_pipeline_tests.conftest import variant
 RULE = {"name": "Raise", "transform": {"kind": "percent_change", "value": "10"}, "scope": {"kind": "project"}}
 
 
+# Row-level security is a PostgreSQL feature; on SQLite the scoping is the query layer
+# (warehouse/scoped.py), tested through the API in calibr_pipeline_tests/api.
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("warehouse_url", ["postgres"], indirect=True)]
+
+
 @pytest.fixture
 def pg_url(warehouse_url):
-    if not warehouse_url.startswith("postgresql"):
-        pytest.skip("row-level security is a PostgreSQL feature (SQLite scoping: calibr_pipeline_tests/api)")
     return warehouse_url
 
 

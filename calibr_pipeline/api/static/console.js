@@ -1,4 +1,4 @@
-// Progress bars of runs that are queued or applying poll the server every second and
+// Progress bars of runs that are applying (every second) or queued (every 5 s) poll the server and
 // update in place; when a run settles, the page reloads so counts and buttons are fresh.
 (function () {
   "use strict";
@@ -17,7 +17,7 @@
         var before = el.getAttribute("data-state");
         el.setAttribute("data-state", data.state);
         if (SETTLED[data.state] && !SETTLED[before]) { window.location.reload(); return; }
-        if (!SETTLED[data.state]) { setTimeout(function () { poll(el); }, 1000); }
+        if (!SETTLED[data.state]) { setTimeout(function () { poll(el); }, data.state === "APPLYING" ? 1000 : 5000); }
       })
       .catch(function () { setTimeout(function () { poll(el); }, 3000); });
   }
@@ -25,7 +25,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".progress").forEach(function (el) {
       var state = el.getAttribute("data-state");
-      if (state === "APPLYING") { poll(el); }
+      // APPLYING runs move; QUEUED ones wait for the sensor to launch them (polled less often).
+      if (state === "APPLYING" || state === "QUEUED") { poll(el); }
     });
   });
 })();
