@@ -270,7 +270,9 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         print(f"  audit report: {home / 'audit-sample.md'}  (or: calibr audit --markdown)")
         demo_token, probe_token = create_demo_tokens(warehouse_url, tenants[0])
         print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'} PATH=\"{Path(sys.executable).parent}:$PATH\"")
+        print(f"Demo API token ({tenants[0]}, write scope, 30 days): {demo_token}")
         if not ui:
+            print(f"Start the API and runs console with: calibr api   (then open http://{host}:{os.environ.get(API_PORT_ENV) or DEFAULT_API_PORT}/console)")
             return 0 if all(results.values()) else 1
         api_port = int(os.environ.get(API_PORT_ENV) or DEFAULT_API_PORT)
         os.environ["CALIBR_API_PROBE_TOKEN"] = probe_token  # the synthetic probes of the API read with it
@@ -279,7 +281,7 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         print(f"\nDagster UI:     http://{host}:{port}")
         print(f"Runs console:   http://{host}:{api_port}/console   (sign in with the demo token below)")
         print(f"HTTP API:       http://{host}:{api_port}/api/v1/docs")
-        print(f"Demo token ({tenants[0]}, write scope): {demo_token}")
+        print(f"Demo token:     {demo_token}   ({tenants[0]}, write scope)")
         print(f"Metrics/health: http://{host}:9464/metrics  (calibr serve)")
         print("Ctrl-C stops the UI, the API and the sandbox.\n")
         try:
