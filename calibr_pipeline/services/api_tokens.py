@@ -23,6 +23,7 @@ from calibr_pipeline.warehouse.tenancy import InvalidInputError, NotFoundError, 
 from calibr_pipeline.warehouse.types import utcnow
 
 TOKEN_PREFIX = "cal_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 SCOPES = ("read", "write")
 _DURATION = re.compile(r"^\s*(\d{1,5})\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -159,7 +160,10 @@ def authenticate(session: Session, token: str | None) -> TokenRecord:
     api_token, slug = row
     if api_token.revoked_at is not None:
         raise AuthenticationError("token revoked")
-    if api_token.expires_at is not None and api_token.expires_at <= utcnow():
+    now = utcnow()
+    if api_token.expires_at is not None and api_token.expires_at <= now:
         raise AuthenticationError("token expired")
-    to_expiry = (api_token.expires_at - utcnow()).total_seconds() if api_token.expires_at is not None else None
+    if api_token.last_used_at is None or now - api_token.last_used_at >= LAST_USED_RESOLUTION:
+        api_token.last_used_at = now  # at most one write a minute per token
+    to_expiry = (api_token.expires_at - now).total_seconds() if api_token.expires_at is not None else None
     return TokenRecord(Principal(api_token.tenant_id, slug, api_token.id, api_token.scope), api_token.rate_limit_per_minute, to_expiry)

@@ -58,6 +58,19 @@ def test_read_token_reads_every_read_endpoint(api):
             assert response.status_code == 200, (name, response.text)
 
 
+def test_tokens_record_when_they_were_last_used(api):
+    from sqlalchemy import select
+
+    from calibr_pipeline.warehouse.models import ApiToken
+
+    acme = api.tenants["acme"]
+    assert api.request("GET", "/api/v1/runs", acme.read_token).status_code == 200
+    with session_scope(api.url) as session:
+        used = session.scalars(select(ApiToken.last_used_at).where(ApiToken.tenant_id == acme.tenant_id, ApiToken.scope == "read")).all()
+        never = session.scalar(select(ApiToken.last_used_at).where(ApiToken.revoked_at.is_not(None)))
+    assert any(used) and never is None
+
+
 def test_public_endpoints_need_no_token(api):
     assert api.request("GET", "/api/health").json()["status"] == "healthy"
     spec = api.request("GET", "/api/v1/openapi.json").json()
