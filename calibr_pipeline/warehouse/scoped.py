@@ -33,13 +33,20 @@ _PROJECT_SCOPED = (Competitor, CompetitorListing, PricingRule)
 class TenantScope:
     session: Session
     tenant_id: int
-    _slugs: dict = field(default_factory=dict, compare=False, repr=False)
+    _project_slugs: dict = field(default_factory=dict, compare=False, repr=False)
+    _rule_names: dict = field(default_factory=dict, compare=False, repr=False)
 
     def project_slug(self, project_id: int) -> str:
         """The slug of one of this tenant's projects (memoized for the transaction)."""
-        if project_id not in self._slugs:
-            self._slugs[project_id] = self.session.scalar(self.select(Project, Project.slug).where(Project.id == project_id))
-        return self._slugs[project_id]
+        if project_id not in self._project_slugs:
+            self._project_slugs[project_id] = self.session.scalar(self.select(Project, Project.slug).where(Project.id == project_id))
+        return self._project_slugs[project_id]
+
+    def rule_name(self, rule_id: int) -> str | None:
+        """The name of one of this tenant's rules (memoized for the transaction)."""
+        if rule_id not in self._rule_names:
+            self._rule_names[rule_id] = self.session.scalar(self.select(PricingRule, PricingRule.name).where(PricingRule.id == rule_id))
+        return self._rule_names[rule_id]
 
     def select(self, model, *columns) -> Select:
         """``SELECT model`` (or the given columns) already restricted to this tenant."""

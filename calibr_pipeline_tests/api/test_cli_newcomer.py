@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from calibr_pipeline.cli import main
 from calibr_pipeline.warehouse.engine import session_scope

@@ -18,7 +18,7 @@ from sqlalchemy.orm import defer
 
 from calibr_pipeline.api.auth import open_scope
 from calibr_pipeline.api.errors import ApiError, ConflictError
-from calibr_pipeline.api.pagination import DEFAULT_LIMIT, after_id, check_limit, encode_cursor
+from calibr_pipeline.api.pagination import after_id, check_limit, encode_cursor
 from calibr_pipeline.api.schemas import FastJSON, ReconcileBody, RetryFailedBody, iso, money, page
 from calibr_pipeline.domain.state_machine import RUN_INITIAL, RUN_TRANSITIONS, TARGET_INITIAL, RunState, TargetState
 from calibr_pipeline.services import price_apply
@@ -28,7 +28,6 @@ from calibr_pipeline.warehouse.models import (
     EventLog,
     OutboxEvent,
     PriceAudit,
-    PricingRule,
     Project,
     RuleRun,
     RuleTarget,
@@ -81,15 +80,8 @@ def target_counts(scope: TenantScope, run_id: str) -> dict:
     return {"total": total, "toWrite": writes, "byState": by_state, "byProposal": dict(sorted(by_proposal.items())), "settled": settled}
 
 
-def _rule_name(scope: TenantScope, rule_id: int) -> str | None:
-    cache = scope._slugs.setdefault("rules", {})
-    if rule_id not in cache:
-        cache[rule_id] = scope.session.scalar(scope.select(PricingRule, PricingRule.name).where(PricingRule.id == rule_id))
-    return cache[rule_id]
-
-
 def run_json(scope: TenantScope, run: RuleRun, *, detail: bool = False) -> dict:
-    rule_name = _rule_name(scope, run.rule_id) if run.rule_id else None
+    rule_name = scope.rule_name(run.rule_id) if run.rule_id else None
     data = {
         "runId": run.id,
         "kind": run.kind,
