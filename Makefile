@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-copilot sandbox ui sql install clean extraction-report
+.PHONY: demo test bench bench-copilot bench-api sandbox ui sql install clean extraction-report api openapi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,23 @@ bench: install
 ## Copilot latency: offline simulate p95 over the documented forms, propose including the preview.
 bench-copilot: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_copilot
+
 ## Precision / recall / F1 of offer extraction on the vendored development set, and the
 ## parse-price score on price-parser's public test strings (prints the misses).
 extraction-report: install
 	$(BIN)/python -m calibr_pipeline_tests.extraction_report
+
+## HTTP API and runs console on 127.0.0.1:8000 (docs/api.md).
+api: install
+	$(BIN)/calibr api
+
+## Regenerate docs/openapi.json from the app (a test keeps it current).
+openapi: install
+	$(BIN)/python -m calibr_pipeline.api.openapi_doc
+
+## API latency benchmark: p95 of GET runs / targets / audit, 20 clients for 30 s, SQLite and PostgreSQL.
+bench-api: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_api
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -27,7 +27,11 @@ def _warehouse_url(args) -> str:
     from calibr_pipeline.warehouse.engine import upgrade_to_head
 
     url = args.warehouse_url or settings.warehouse_url()
+    new_file = url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
     upgrade_to_head(url)
+    if new_file:  # say so: a command run outside the demo's CALIBR_HOME would otherwise see an empty warehouse silently
+        print(f"calibr: note: created a new, empty warehouse at {url[len('sqlite:///'):]} "
+              f"(the demo's is under .calibr/demo: export CALIBR_HOME=.calibr/demo, or set {settings.WAREHOUSE_URL_ENV})", file=sys.stderr)
     return url
 
 
@@ -138,6 +142,9 @@ def cmd_shops_add(args) -> int:
     if args.platform == "shopify":
         if not args.endpoint:
             raise CalibrError("--endpoint is required for a Shopify shop (https://SHOP.myshopify.com/admin/api/2025-01/graphql.json)")
+        from calibr_pipeline.domain.shop_endpoint import validate_shop_endpoint
+
+        args.endpoint = validate_shop_endpoint(args.endpoint, allowed_hosts=settings.sandbox_allowed_hosts())
         token = os.environ.get(args.token_env or "", "")
         if not token:
             raise CalibrError(f"set the Admin API access token in the environment variable named by --token-env (got {args.token_env!r})")
@@ -154,24 +161,17 @@ def cmd_shops_add(args) -> int:
 
 
 def cmd_competitors_add(args) -> int:
-    from calibr_pipeline.domain.errors import ErrorClass
-    from calibr_pipeline.domain.url_policy import UrlPolicyError, validate_competitor_url
-    from calibr_pipeline.warehouse.competitor_store import add_competitor_listing
+    from calibr_pipeline.services.competitor_monitoring import register_listing
     from calibr_pipeline.warehouse.engine import session_scope
-    from calibr_pipeline.warehouse.models import CompetitorListing
 
-    url = validate_competitor_url(args.url, allowed_hosts=settings.sandbox_allowed_hosts())
-    max_length = CompetitorListing.url.type.length
-    if len(url) > max_length:
-        # The URL policy allows a little more than the column holds (Postgres would refuse it).
-        raise UrlPolicyError(ErrorClass.INVALID_URL, f"The competitor URL is longer than {max_length} characters.")
     currency = _currency(args.currency, "--currency") if args.currency else None
     with session_scope(_warehouse_url(args)) as session:
-        added = add_competitor_listing(
+        added = register_listing(
             session,
             project_slug=args.project,
             sku=args.sku,
-            url=url,
+            url=args.url,
+            allowed_hosts=settings.sandbox_allowed_hosts(),
             competitor_name=args.name,
             currency=currency,
             page_kind=args.kind,
@@ -368,6 +368,8 @@ def cmd_rules_add(args) -> int:
     from calibr_pipeline.services.rule_runs import save_rule
     from calibr_pipeline.warehouse.engine import session_scope
 
+    if args.file and not Path(args.file).is_file():
+        raise CalibrError(f"--file {args.file!r} is not a readable file")
     raw = Path(args.file).read_text(encoding="utf-8") if args.file else args.json
     if not raw:
         raise CalibrError("give the rule as --file RULE.json or --json '{...}'")
@@ -556,6 +558,13 @@ def _iso_datetime(value: str):
 def cmd_audit(args) -> int:
     from calibr_pipeline.services.audit import AuditFilters, query_audit
     from calibr_pipeline.warehouse.engine import session_scope
+    from calibr_pipeline.warehouse.tenancy import project_by_slug, tenant_by_slug
+
+    with session_scope(_warehouse_url(args)) as session:  # an unknown tenant or project is an error, not an empty list
+        if args.tenant:
+            tenant_by_slug(session, args.tenant)
+        if args.project:
+            project_by_slug(session, args.project)
 
     filters = AuditFilters(
         tenant=args.tenant, project=args.project, run_id=args.run, event_types=tuple(args.event_type or ()), since=args.since, until=args.until
@@ -579,10 +588,12 @@ def cmd_audit(args) -> int:
             print(render_audit_report(session, tenants=[args.tenant] if args.tenant else None), end="")
         return 0
     with session_scope(_warehouse_url(args)) as session:
-        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor)
+        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor, newest_first=not args.oldest_first)
     if args.json:
         _print_json({"events": rows, "next_cursor": next_cursor})
         return 0
+    print(f"# {len(rows)} event(s), {'oldest' if args.oldest_first else 'newest'} first", file=sys.stderr)
+    print("id\tat\ttenant\tproject\tevent_type\tactor\trun_id\tdetail")
     for row in rows:
         payload = row["payload"] or {}
         detail = f"{payload.get('sku')} {payload.get('from')} -> {payload.get('to')}" if "to" in payload else json.dumps(payload, sort_keys=True)[:160]
@@ -652,6 +663,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--since", type=_iso_datetime)
     p.add_argument("--until", type=_iso_datetime)
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--oldest-first", action="store_true", help="oldest events first (default: newest first)")
     p.add_argument("--cursor")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
@@ -752,6 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
     add_copilot_commands(sub)
+    from calibr_pipeline.api.commands import add_api_commands  # cheap: its heavy imports are lazy
+    add_api_commands(sub)
     return parser
 
 

@@ -252,6 +252,10 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
     os.environ["DAGSTER_HOME"] = str(_prepare_dagster_home(home))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     warehouse_url = settings.warehouse_url()
+    from calibr_pipeline.secrets.rotation import init as init_secrets
+
+    created, key_path = init_secrets()  # shop tokens are encrypted at rest with this key
+    print(f"secrets key: {key_path} ({'created' if created else 'existing'})")
     upgrade_to_head(warehouse_url)
 
     world = SandboxWorld(DEMO_TENANTS, seed=DEMO_SEED).start()
@@ -292,13 +296,61 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         with session_scope(warehouse_url) as session:
             (home / "audit-sample.md").write_text(render_audit_report(session, tenants=tenants))
         print(f"  audit report: {home / 'audit-sample.md'}  (or: calibr audit --markdown)")
-        print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'}")
+        demo_token, probe_token = create_demo_tokens(warehouse_url, tenants[0])
+        print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'} PATH=\"{Path(sys.executable).parent}:$PATH\"")
+        print(f"Demo API token ({tenants[0]}, write scope, 30 days): {demo_token}")
         if not ui:
+            print(f"Start the API and runs console with: calibr api   (then open http://{host}:{os.environ.get(API_PORT_ENV) or DEFAULT_API_PORT}/console)")
             return 0 if all(results.values()) else 1
-        print(f"\nDagster UI: http://{host}:{port}  (Ctrl-C stops the UI and the sandbox)\n")
-        return _run_dagster_dev(host, port)
+        api_port = int(os.environ.get(API_PORT_ENV) or DEFAULT_API_PORT)
+        os.environ["CALIBR_API_PROBE_TOKEN"] = probe_token  # the synthetic probes of the API read with it
+        os.environ.setdefault("CALIBR_API_URL", f"http://{host}:{api_port}")
+        side = _start_side_servers(host, api_port)
+        print(f"\nDagster UI:     http://{host}:{port}")
+        print(f"Runs console:   http://{host}:{api_port}/console   (sign in with the demo token below)")
+        print(f"HTTP API:       http://{host}:{api_port}/api/v1/docs")
+        print(f"Demo token:     {demo_token}   ({tenants[0]}, write scope)")
+        print(f"Metrics/health: http://{host}:9464/metrics  (calibr serve)")
+        print("Ctrl-C stops the UI, the API and the sandbox.\n")
+        try:
+            return _run_dagster_dev(host, port)
+        finally:
+            for process in side:
+                _stop(process)
     finally:
         world.stop()
+
+
+API_PORT_ENV = "CALIBR_API_PORT"
+DEFAULT_API_PORT = 8000
+
+
+def create_demo_tokens(warehouse_url: str, tenant: str) -> tuple[str, str]:
+    """A write token for the console and a read-only token for the synthetic probes (shown once)."""
+    from calibr_pipeline.services.api_tokens import create_token
+
+    with session_scope(warehouse_url) as session:
+        write = create_token(session, tenant_slug=tenant, scope="write", name="demo console", expires_in=dt.timedelta(days=30), actor="demo")
+        probe = create_token(session, tenant_slug=tenant, scope="read", name="synthetic probes", actor="demo")
+    return write.token, probe.token
+
+
+def _start_side_servers(host: str, api_port: int) -> list[subprocess.Popen]:
+    """`calibr api` (API + console) and `calibr serve` (/metrics, /health for the probes)."""
+    calibr = str(Path(sys.executable).with_name("calibr"))
+    return [
+        subprocess.Popen([calibr, "api", "--host", host, "--port", str(api_port)], cwd=REPO_ROOT),
+        subprocess.Popen([calibr, "serve", "--host", host, "--port", "9464"], cwd=REPO_ROOT),
+    ]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _run_dagster_dev(host: str, port: int) -> int:

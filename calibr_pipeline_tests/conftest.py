@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 
 from calibr_pipeline.warehouse.engine import get_engine, upgrade_to_head
 
+# One vault key for the whole session, whatever CALIBR_HOME a test picks (secrets.vault).
+os.environ.setdefault("CALIBR_SECRETS_KEYS", "Y2FsaWJyLXRlc3QtdmF1bHQta2V5LW5vdC1zZWNyZXQ=")
 POSTGRES_ADMIN_URL = os.environ.get("CALIBR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("CALIBR_REQUIRE_POSTGRES") == "1"
 

@@ -25,6 +25,7 @@ class AuditFilters:
     event_types: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    actor: str | None = None
 
 
 def encode_cursor(last_id: int) -> str:
@@ -42,15 +43,17 @@ def decode_cursor(cursor: str) -> int:
         raise CalibrError(f"invalid cursor {cursor!r}: pass the next_cursor printed by the previous page") from None
 
 
-def query_audit(session: Session, filters: AuditFilters, *, limit: int = 50, cursor: str | None = None) -> tuple[list[dict], str | None]:
-    """Events oldest first; returns (rows, next cursor or None when this is the last page)."""
+def query_audit(
+    session: Session, filters: AuditFilters, *, limit: int = 50, cursor: str | None = None, newest_first: bool = False
+) -> tuple[list[dict], str | None]:
+    """Events oldest first (or newest first); returns (rows, next cursor or None when this is the last page)."""
     if not 1 <= limit <= MAX_PAGE:
         raise CalibrError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     query = (
         select(EventLog, Tenant.slug, Project.slug)
         .outerjoin(Tenant, Tenant.id == EventLog.tenant_id)
         .outerjoin(Project, Project.id == EventLog.project_id)
-        .order_by(EventLog.id)
+        .order_by(EventLog.id.desc() if newest_first else EventLog.id)
     )
     if filters.tenant:
         query = query.where(Tenant.slug == filters.tenant)
@@ -60,12 +63,15 @@ def query_audit(session: Session, filters: AuditFilters, *, limit: int = 50, cur
         query = query.where(EventLog.run_id == filters.run_id)
     if filters.event_types:
         query = query.where(EventLog.event_type.in_(filters.event_types))
+    if filters.actor:
+        query = query.where(EventLog.actor == filters.actor)
     if filters.since:
         query = query.where(EventLog.created_at >= filters.since)
     if filters.until:
         query = query.where(EventLog.created_at < filters.until)
     if cursor:
-        query = query.where(EventLog.id > decode_cursor(cursor))
+        after = decode_cursor(cursor)
+        query = query.where(EventLog.id < after if newest_first else EventLog.id > after)
     rows = session.execute(query.limit(limit + 1)).all()
     page = [
         {

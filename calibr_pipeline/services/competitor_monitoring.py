@@ -159,3 +159,52 @@ def confirm_anomalies(
         )
         merged.append(second)
     return merged, confirmations
+
+
+def register_listing(
+    session,
+    *,
+    project_slug: str,
+    sku: str,
+    url: str,
+    allowed_hosts: Sequence[str] = (),
+    competitor_name: str | None = None,
+    currency: str | None = None,
+    page_kind: str = "auto",
+    match_type: str = "exact",
+    variant_hint: str | None = None,
+    actor: str,
+):
+    """Validate a competitor URL (SSRF policy, column length) and currency, then store the
+    listing and its ``competitor.added`` outbox event in the caller's transaction.
+
+    The CLI and the API both call this, so both apply the same policy.
+    """
+    from calibr_pipeline.domain.currency import normalize_code
+    from calibr_pipeline.domain.errors import ErrorClass
+    from calibr_pipeline.domain.url_policy import UrlPolicyError, validate_competitor_url
+    from calibr_pipeline.warehouse.competitor_store import add_competitor_listing
+    from calibr_pipeline.warehouse.models import CompetitorListing
+
+    url = validate_competitor_url(url, allowed_hosts=allowed_hosts)
+    max_length = CompetitorListing.url.type.length
+    if len(url) > max_length:
+        # The URL policy allows a little more than the column holds (Postgres would refuse it).
+        raise UrlPolicyError(ErrorClass.INVALID_URL, f"The competitor URL is longer than {max_length} characters.")
+    if currency is not None:
+        code = normalize_code(currency)
+        if code is None:
+            raise CalibrError(f"currency {currency!r} is not an ISO 4217 currency code such as USD or EUR")
+        currency = code
+    return add_competitor_listing(
+        session,
+        project_slug=project_slug,
+        sku=sku,
+        url=url,
+        competitor_name=competitor_name,
+        currency=currency,
+        page_kind=page_kind,
+        match_type=match_type,
+        variant_hint=variant_hint,
+        actor=actor,
+    )

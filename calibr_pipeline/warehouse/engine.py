@@ -73,6 +73,7 @@ def upgrade_to_head(url: str) -> None:
     """
     from alembic import command
 
+    from calibr_pipeline.warehouse.rls import apply_row_level_security
     from calibr_pipeline.warehouse.views import recreate_views
 
     with _migrate_lock:
@@ -81,6 +82,7 @@ def upgrade_to_head(url: str) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             recreate_views(connection)
+            apply_row_level_security(connection)  # PostgreSQL: policies for tables new migrations added
 
 
 def current_revision(url: str) -> str | None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from calibr_pipeline.secrets.column import EncryptedSecret
 from calibr_pipeline.warehouse.types import ExactDecimal, UTCDateTime, utcnow
 
 # Deterministic constraint names keep migrations identical on SQLite and Postgres.
@@ -85,7 +86,7 @@ class Shop(Base):
     platform: Mapped[str] = mapped_column(String(32))  # shopify | csv
     admin_endpoint: Mapped[str | None] = mapped_column(String(500))
     api_version: Mapped[str | None] = mapped_column(String(16))
-    access_token: Mapped[str | None] = mapped_column(String(500))
+    access_token: Mapped[str | None] = mapped_column(EncryptedSecret)  # encrypted at rest (secrets.vault)
     rate_limit_preset: Mapped[str | None] = mapped_column(String(32))
     catalog_csv_path: Mapped[str | None] = mapped_column(String(1000))
     currency: Mapped[str] = mapped_column(String(3))
@@ -654,3 +655,32 @@ class CopilotAudit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_copilot_audit_tenant_time", "tenant_id", "created_at"),)
+# --- HTTP API (issue 13) ----------------------------------------------------------------
+
+
+class ApiToken(Base):
+    """A per-tenant API token. Only its SHA-256 hash is stored; the token is shown once at creation.
+
+    ``scope`` is ``read`` or ``write`` (write implies read). ``rate_limit_per_minute`` NULL
+    means the server default (``CALIBR_API_RATE_LIMIT``).
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a token in lists
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # read | write
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# A run's targets page by id (API: GET /api/v1/runs/{id}/targets); without it SQLite sorts
+# the whole run (100,000 targets) for every page.
+Index("ix_rule_targets_run_id_id", RuleTarget.run_id, RuleTarget.id)

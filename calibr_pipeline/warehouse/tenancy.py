@@ -10,6 +10,10 @@ from sqlalchemy.orm import Session
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.warehouse.models import Project, Shop, Tenant, Variant
 
+_EMPTY_HINT = (
+    "; this warehouse is empty: run `make demo`, or point CALIBR_HOME (the demo's is .calibr/demo) "
+    "or CALIBR_WAREHOUSE_URL at your warehouse"
+)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -54,7 +58,7 @@ def get_or_create_project(session: Session, tenant: Tenant, slug: str, *, name: 
 def tenant_by_slug(session: Session, slug: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
-        known = ", ".join(session.scalars(select(Tenant.slug).order_by(Tenant.slug)).all()) or "none yet"
+        known = ", ".join(session.scalars(select(Tenant.slug).order_by(Tenant.slug)).all()) or f"none yet{_EMPTY_HINT}"
         raise NotFoundError(f"unknown tenant {slug!r} (known tenants: {known})")
     return tenant
 
@@ -62,7 +66,7 @@ def tenant_by_slug(session: Session, slug: str) -> Tenant:
 def project_by_slug(session: Session, slug: str) -> Project:
     project = session.scalar(select(Project).where(Project.slug == slug))
     if project is None:
-        known = ", ".join(session.scalars(select(Project.slug).order_by(Project.slug)).all()) or "none yet"
+        known = ", ".join(session.scalars(select(Project.slug).order_by(Project.slug)).all()) or f"none yet{_EMPTY_HINT}"
         raise NotFoundError(f"unknown project {slug!r} (known projects: {known})")
     return project
 

@@ -29,19 +29,46 @@ def probe_targets(environ=None) -> dict[str, str]:
     return targets
 
 
+API_URL_ENV = "CALIBR_API_URL"
+API_PROBE_TOKEN_ENV = "CALIBR_API_PROBE_TOKEN"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+# The seed's API probes: (target name, path, cron). They read with the read-only token in
+# CALIBR_API_PROBE_TOKEN (the demo creates one); analytics and copilot add theirs later.
+API_PROBES: tuple[tuple[str, str, str], ...] = (
+    ("api_health", "/api/health", "* * * * *"),
+    ("api_price_changes", "/api/v1/price-changes?limit=1", "*/5 * * * *"),
+    ("api_competitors", "/api/v1/competitors?limit=1", "*/15 * * * *"),
+)
+
+
+def api_probe_targets(names, environ=None) -> dict[str, str]:
+    env = environ or os.environ
+    base = (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+    paths = {name: path for name, path, _ in API_PROBES}
+    unknown = sorted(set(names) - set(paths))
+    if unknown:
+        raise dg.Failure(f"unknown API probe(s) {unknown}; known: {sorted(paths)}")
+    return {name: base + paths[name] for name in names}
+
+
 class ProbeConfig(dg.Config):
     timeout_s: float = 5.0
+    # Probe these API targets (names from API_PROBES) instead of CALIBR_PROBE_TARGETS.
+    api_probes: list[str] | None = None
 
 
 @dg.op(description="Probe each target once (HTTP GET, 2xx = up) and record the result in `probe_results`.")
 def run_probes(context: dg.OpExecutionContext, config: ProbeConfig, warehouse: WarehouseResource) -> dict:
     results = {}
     with warehouse.session() as session:
-        for name, url in probe_targets().items():
+        targets = api_probe_targets(config.api_probes) if config.api_probes else probe_targets()
+        token = os.environ.get(API_PROBE_TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if config.api_probes and token else {}
+        for name, url in targets.items():
             started = time.monotonic()
             status, error = None, None
             try:
-                response = requests.get(url, timeout=config.timeout_s)
+                response = requests.get(url, timeout=config.timeout_s, headers=headers)
                 status = response.status_code
                 ok = 200 <= status < 300
                 if not ok:
@@ -68,6 +95,21 @@ probe_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 5 minutes: probe the endpoints and record the results.",
 )
+
+# Running by default only where the API is configured (the demo sets CALIBR_API_URL), so a
+# machine without `calibr api` does not record a failed probe every minute.
+api_probe_schedules = [
+    dg.ScheduleDefinition(
+        name=f"{name}_probe_schedule",
+        job=synthetic_probes,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        run_config={"ops": {"run_probes": {"config": {"api_probes": [name]}}}},
+        default_status=dg.DefaultScheduleStatus.RUNNING if os.environ.get(API_URL_ENV) else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Probe the HTTP API's {path} ({cron}) with the read-only probe token; results in `probe_results`.",
+    )
+    for name, path, cron in API_PROBES
+]
 
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
 
@@ -141,6 +183,6 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResour
 defs = dg.Definitions(
     assets=[sla_report],
     jobs=[synthetic_probes, sla_monthly_job],
-    schedules=[probe_schedule, sla_report_schedule],
+    schedules=[probe_schedule, sla_report_schedule, *api_probe_schedules],
     sensors=[run_failure_alerts],
 )

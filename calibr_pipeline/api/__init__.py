@@ -1,0 +1,1 @@
+"""Calibrate's HTTP API and runs console (FastAPI): ``calibr api``, see docs/api.md."""
