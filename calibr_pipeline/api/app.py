@@ -6,6 +6,7 @@ an area (analytics, copilot, Stripe webhooks) is one line in the list below.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from calibr_pipeline.api import auth
 from calibr_pipeline.api.errors import describe_unexpected, error_body, install_error_handlers
 from calibr_pipeline.api.routers import audit, competitors, health, rules, runs
+from calibr_pipeline.copilot import api as copilot
 from calibr_pipeline.api.schemas import FastJSON
 
 log = logging.getLogger("calibr.api")
@@ -33,6 +35,7 @@ AREA_ROUTER_FACTORIES: list[RouterFactory] = [
     rules.build_router,
     runs.build_router,
     audit.build_router,
+    copilot.build_router,
 ]
 
 OPENAPI_URL = "/api/v1/openapi.json"
@@ -190,7 +193,10 @@ def create_app(
     install_error_handlers(app)
 
     for factory in router_factories if router_factories is not None else AREA_ROUTER_FACTORIES:
-        app.include_router(factory(auth.require_read, auth.require_write))
+        # Areas that open their own connections (the copilot's read-only ones) are told the
+        # app's warehouse; the others read it from request.app.state.
+        extra = {"warehouse_url": warehouse_url} if "warehouse_url" in inspect.signature(factory).parameters else {}
+        app.include_router(factory(auth.require_read, auth.require_write, **extra))
     if console:
         from calibr_pipeline.api.console import build_router as console_router, console_secret
 

@@ -162,7 +162,9 @@ def build_router(require_read, require_write) -> APIRouter:
             return JSONResponse({"error": {"code": "unauthorized", "message": "signed out", "details": {}}}, status_code=401)
         with open_scope(request, session[0]) as scope:
             run = runs_api.run_json(scope, scope.run(run_id), detail=True)
-        return {"runId": run["runId"], "state": run["state"], "progress": run["progress"], "byState": run["targets"]["byState"]}
+        return {"runId": run["runId"], "state": run["state"], "progress": run["progress"], "byState": run["targets"]["byState"],
+                # what the page polls on: a run with a queued retry is not settled yet
+                "pollState": "QUEUED" if run["retryQueued"] else run["state"]}
 
     @router.post("/runs/{run_id}/retry-failed")
     def retry(request: Request, run_id: str, csrf: str = Form("")):

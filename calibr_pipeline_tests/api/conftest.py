@@ -141,22 +141,32 @@ def _seed(url: str, world: SandboxWorld) -> dict[str, TenantData]:
             read = create_token(session, tenant_slug=slug, scope="read", actor="test")
             write = create_token(session, tenant_slug=slug, scope="write", actor="test")
             runs = {}
-            for name in ("queued", "applied", "partial", "applying"):
-                run = create_run(session, project_slug=slug, rule_name=(RAISE if name != "partial" else LOWER)["name"], actor="test")
+            for name in ("queued", "applied", "applying"):
+                run = create_run(session, project_slug=slug, rule_name=RAISE["name"], actor="test")
                 runs[name] = run.id
                 session.flush()
                 compute_targets(session, run.id)
             rule_id = rule.id
-        for name in ("applied", "partial"):
-            summary = price_apply.apply_run(url, runs[name], client_for, actor="test", sleep=lambda s: None)
-            assert summary.state == "APPLIED", summary
+        summary = price_apply.apply_run(url, runs["applied"], client_for, actor="test", sleep=lambda s: None)
+        assert summary.state == "APPLIED", summary
+        # Previewed after the first run was applied: a preview of the prices as they are (a
+        # preview from before would be refused as stale at write time).
+        with session_scope(url) as session:
+            runs["partial"] = create_run(session, project_slug=slug, rule_name=LOWER["name"], actor="test").id
+            session.flush()
+            compute_targets(session, runs["partial"])
+        summary = price_apply.apply_run(url, runs["partial"], client_for, actor="test", sleep=lambda s: None)
+        assert summary.state == "APPLIED" and not summary.skipped, summary
         with session_scope(url) as session:
             # A write failure of two targets (what a shop outage leaves behind).
             failed = session.scalars(select(RuleTarget.id).where(RuleTarget.run_id == runs["partial"]).order_by(RuleTarget.id).limit(2)).all()
             session.execute(update(RuleTarget).where(RuleTarget.id.in_(failed)).values(
                 state=TargetState.FAILED.value, error="http_5xx: Shopify answered 503", attempts=3, applied_at=None))
             session.execute(update(RuleRun).where(RuleRun.id == runs["partial"]).values(state=RunState.PARTIAL.value))
-            session.execute(update(RuleRun).where(RuleRun.id == runs["applying"]).values(state=RunState.APPLYING.value, started_at=datetime.now(timezone.utc)))
+            # Being applied right now by another writer (a live lease).
+            session.execute(update(RuleRun).where(RuleRun.id == runs["applying"]).values(
+                state=RunState.APPLYING.value, started_at=datetime.now(timezone.utc), lease_owner="another-writer",
+                lease_expires_at=datetime.now(timezone.utc) + timedelta(days=1)))
             target_id = session.scalar(select(RuleTarget.id).where(RuleTarget.run_id == runs["applied"]).order_by(RuleTarget.id).limit(1))
         out[slug] = TenantData(
             slug=slug, tenant_id=ids[slug], project=slug, read_token=read.token, write_token=write.token, write_token_id=write.id,

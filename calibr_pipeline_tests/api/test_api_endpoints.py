@@ -150,10 +150,11 @@ def test_retry_failed_revert_and_reconcile(api):
     assert body["retriedCount"] == 1 and body["status"] == "queued"
     assert body["targets"] == [{"id": first, "skuId": body["targets"][0]["skuId"], "previousError": "http_5xx: Shopify answered 503", "status": "APPLYING"}]
     with session_scope(api.url) as session:
-        assert session.get(RuleRun, acme.partial_run).state == "APPLYING"
-        assert session.get(RuleTarget, second).state == "FAILED"
+        # The run stays PARTIAL until the apply the sensor launches claims it.
+        assert session.get(RuleRun, acme.partial_run).state == "PARTIAL"
+        assert session.get(RuleTarget, first).state == "APPLYING" and session.get(RuleTarget, second).state == "FAILED"
         assert session.get(OutboxEvent, body["eventId"]).payload["run_id"] == acme.partial_run
-    # The run is APPLYING now: retrying again is a state conflict.
+    # Its apply is queued now: retrying again is a state conflict.
     assert api.request("POST", f"/api/v1/runs/{acme.partial_run}/retry-failed", acme.write_token, json={}).status_code == 409
 
     # The partial run (Lower 5%) was applied after the applied run (Raise 10%) to the same

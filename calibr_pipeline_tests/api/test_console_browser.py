@@ -8,10 +8,13 @@ import os
 import shutil
 import tempfile
 import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from calibr_pipeline.services import price_apply
+from calibr_pipeline.warehouse.engine import session_scope
+from calibr_pipeline.warehouse.models import RuleRun
 from calibr_pipeline_tests.api.conftest import client_for
 
 pytestmark = pytest.mark.integration
@@ -85,9 +88,14 @@ def test_sign_in_open_run_explain_retry_and_see_the_state_change(api, browser):
     wait.until(EC.element_to_be_clickable((By.ID, "retry-failed"))).click()
     message = wait.until(EC.presence_of_element_located((By.ID, "status-message"))).text
     assert "Retry queued: 2 failed target(s)" in message
-    assert browser.find_element(By.ID, "run-state").text == "APPLYING"
+    # The run stays PARTIAL until the apply launched for it claims it; its targets are queued.
+    assert browser.find_element(By.ID, "run-state").text == "PARTIAL"
+    assert browser.find_element(By.ID, "run-status").text.startswith("Retry queued: 2 target(s)")
     assert {browser.find_element(By.ID, f"target-{i}").find_element(By.CLASS_NAME, "target-state").text for i in acme.failed_target_ids} == {"APPLYING"}
 
+    # One writer per shop: the fixture's other run "being applied" ends its turn first.
+    with session_scope(api.url) as session:
+        session.get(RuleRun, acme.applying_run).lease_expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
     # What the rules_apply_sensor launches for the queued event: the page polls and follows.
     worker = threading.Thread(target=price_apply.apply_run, args=(api.url, acme.partial_run, client_for), kwargs={"actor": "test", "sleep": lambda s: None})
     worker.start()

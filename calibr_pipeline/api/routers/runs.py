@@ -7,6 +7,8 @@ Run and target states come from domain.state_machine, so states added there flow
 
 from __future__ import annotations
 
+from calibr_pipeline.domain.errors import CalibrError
+
 import base64
 import json
 from datetime import datetime
@@ -112,6 +114,10 @@ def run_json(scope: TenantScope, run: RuleRun, *, detail: bool = False) -> dict:
                 scope.select(DeadLetter, func.count()).where(DeadLetter.run_id == run.id, DeadLetter.resolved_at.is_(None))
             ),
             "reconciliation": (run.run_metadata or {}).get("reconciliation"),
+            # A PARTIAL/FAILED run whose failed targets were queued for another attempt: it
+            # stays PARTIAL/FAILED until the apply launched for it claims it.
+            "retryQueued": run.state in (RunState.PARTIAL, RunState.FAILED)
+            and bool(counts["byState"].get(TargetState.APPLYING.value) or counts["byState"].get(TargetState.PENDING.value)),
         }
     return data
 
@@ -184,14 +190,19 @@ def _queue_position(scope: TenantScope, event_id: str) -> int:
     )
 
 
-def request_apply(scope: TenantScope, run_id: str, *, actor: str) -> dict:
-    run = scope.run(run_id)
+def _refuse_if_apply_queued(scope: TenantScope, run) -> None:
+    """A run whose apply is already queued gets no second request (it would be collapsed anyway)."""
     pending = scope.session.scalars(
         scope.select(OutboxEvent).where(OutboxEvent.event_type == APPLY_REQUESTED, OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.created_at)
     ).all()
     waiting = next((e for e in pending if isinstance(e.payload, dict) and e.payload.get("run_id") == run.id), None)
-    if waiting is not None:  # a second event would launch a second apply of the same run
-        raise ConflictError(f"the apply of run {run_id} is already queued (event {waiting.id})", {"state": run.state, "eventId": waiting.id})
+    if waiting is not None:
+        raise ConflictError(f"the apply of run {run.id} is already queued (event {waiting.id})", {"state": run.state, "eventId": waiting.id})
+
+
+def request_apply(scope: TenantScope, run_id: str, *, actor: str) -> dict:
+    run = scope.run(run_id)
+    _refuse_if_apply_queued(scope, run)
     try:
         event_id = request_apply_of(scope.session, run, actor=actor)
     except InvalidInputError as exc:  # the run is APPLYING or finished: a state conflict
@@ -220,6 +231,7 @@ def retry_failed(scope: TenantScope, run_id: str, target_ids: list[int] | None, 
             f"run {run_id} is {run.state}; failed targets can be retried only in {' or '.join(sorted(RETRYABLE_RUN_STATES))} runs",
             {"state": run.state},
         )
+    _refuse_if_apply_queued(scope, run)
     wanted = sorted(set(target_ids or ()))
     if wanted:
         found = set(scope.session.scalars(scope.select(RuleTarget, RuleTarget.id).where(RuleTarget.run_id == run.id, RuleTarget.id.in_(wanted))).all())
@@ -230,10 +242,14 @@ def retry_failed(scope: TenantScope, run_id: str, target_ids: list[int] | None, 
     if wanted:
         query = query.where(RuleTarget.id.in_(wanted))
     failed = [(t.id, t.sku, t.error) for t in scope.session.scalars(query).all()]
-    retried = price_apply.retry_failed(scope.session, run.id, target_ids=wanted or None, actor=actor) if failed else 0
+    try:
+        retried = price_apply.retry_failed(scope.session, run.id, target_ids=wanted or None, actor=actor) if failed else 0
+    except CalibrError as exc:  # reverted, or being applied right now
+        raise ConflictError(str(exc), {"state": run.state}) from None
     event_id = None
     if retried:
-        # The run is APPLYING now (its failed targets too); the sensor launches apply_run on it.
+        # Its failed targets are APPLYING now (read back before any write); the sensor launches
+        # apply_run, which claims the run.
         event_id = publish(scope.session, APPLY_REQUESTED, {"run_id": run.id, "kind": run.kind}, tenant_id=run.tenant_id,
                            actor=actor, project_id=run.project_id, run_id=run.id).id
     states = dict(scope.session.execute(select(RuleTarget.id, RuleTarget.state).where(RuleTarget.id.in_([i for i, _, _ in failed]))).all()) if failed else {}

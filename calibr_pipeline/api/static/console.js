@@ -15,9 +15,10 @@
         el.querySelector(".pct").textContent = Math.round(pct) + "%";
         document.querySelectorAll('[data-run-state="' + runId + '"]').forEach(function (s) { s.textContent = data.state; });
         var before = el.getAttribute("data-state");
-        el.setAttribute("data-state", data.state);
-        if (SETTLED[data.state] && !SETTLED[before]) { window.location.reload(); return; }
-        if (!SETTLED[data.state]) { setTimeout(function () { poll(el); }, data.state === "APPLYING" ? 1000 : 5000); }
+        var now = data.pollState || data.state;  // a run with a queued retry is not settled yet
+        el.setAttribute("data-state", now);
+        if (SETTLED[now] && !SETTLED[before]) { window.location.reload(); return; }
+        if (!SETTLED[now]) { setTimeout(function () { poll(el); }, now === "APPLYING" ? 1000 : 5000); }
       })
       .catch(function () { setTimeout(function () { poll(el); }, 3000); });
   }

@@ -34,5 +34,9 @@ def downgrade() -> None:
         batch_op.drop_column('trust_reasons')
         batch_op.drop_column('trust_score')
         batch_op.drop_column('excluded_reason')
-    with op.batch_alter_table('projects', schema=None) as batch_op:
-        batch_op.drop_column('trust_threshold')
+    if op.get_bind().dialect.name == "sqlite":
+        # Native DROP COLUMN (SQLite >= 3.35): a batch rebuild of `projects` would drop a
+        # table other tables reference while foreign keys are enforced.
+        op.execute("ALTER TABLE projects DROP COLUMN trust_threshold")
+    else:
+        op.drop_column('projects', 'trust_threshold')
