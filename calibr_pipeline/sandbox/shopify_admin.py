@@ -14,9 +14,10 @@ What behaves like Shopify:
 * documents are parsed and validated against the 2025-01 schema; invalid ones get a
   200 with ``errors`` (``Field 'x' doesn't exist on type 'T'``, code ``undefinedField``);
 * a wrong or missing token gets Shopify's 401 body;
-* cost: ``requestedQueryCost`` from the static calculator
-  (:mod:`calibr_pipeline.connectors.shopify_admin.cost`), charged up front; the
-  difference to ``actualQueryCost`` (computed on the returned data) is refunded, so
+* cost: ``requestedQueryCost`` from the sandbox's own calculator
+  (:mod:`calibr_pipeline.sandbox.admin_cost`, built from Shopify's documentation and
+  calibrated on live answers; it shares no code with the client's estimate), charged
+  up front; the difference to ``actualQueryCost`` (computed on the returned data) is refunded, so
   ``currentlyAvailable`` reflects what was really spent. Every answer carries
   ``extensions.cost``;
 * a per-shop leaky bucket (presets below); when it cannot pay the requested cost the
@@ -54,7 +55,8 @@ wording of userError messages, that ``field`` carries the input index as a strin
 (the enum also has ``NEGATIVE_PRICE_VALUE``), that ``productVariants`` is ``null`` when
 nothing was written, and that prices are stored rounded (half-up) to the currency's
 minor unit. ``compareAtPrice`` below ``price`` is accepted, as Shopify does. The static
-cost calculator prices ``nodes(ids:)`` as one object whatever the number of ids.
+cost calculator prices ``nodes(ids:)`` as one object whatever the number of ids (a
+plain list; no live answer pins it).
 """
 
 from __future__ import annotations
@@ -87,15 +89,13 @@ from graphql import (
     validate,
 )
 
-from calibr_pipeline.connectors.graphql_schema import (
-    ADMIN_API_VERSION,
-    load_admin_schema,
-)
-from calibr_pipeline.connectors.shopify_admin.cost import (
+from calibr_pipeline.sandbox.admin_cost import (
     SINGLE_QUERY_MAX_COST,
-    actual_query_cost,
-    requested_query_cost,
+    actual_cost,
+    requested_cost,
 )
+from calibr_pipeline.sandbox.admin_schema import SANDBOX_API_VERSION as ADMIN_API_VERSION
+from calibr_pipeline.sandbox.admin_schema import sandbox_admin_schema as load_admin_schema
 from calibr_pipeline.domain.catalog import CatalogVariant
 from calibr_pipeline.domain.money import quantize
 from calibr_pipeline.sandbox._http import (
@@ -1011,7 +1011,7 @@ class ShopifyAdminSandbox:
             )
             return {"errors": [{"message": message}], "extensions": {"cost": _cost(0, 0, shop)}}
         try:
-            requested = requested_query_cost(document, variables, operation_name, schema=self.schema)
+            requested = requested_cost(self.schema, document, variables, operation_name)
         except ValueError as exc:
             return {"errors": [{"message": str(exc)}], "extensions": {"cost": _cost(0, 0, shop)}}
 
@@ -1046,7 +1046,7 @@ class ShopifyAdminSandbox:
                 field_resolver=self._resolve,
                 type_resolver=_resolve_type,
             )
-        actual = min(requested, actual_query_cost(document, result.data, variables, operation_name, schema=self.schema))
+        actual = min(requested, actual_cost(self.schema, document, result.data, variables, operation_name))
         shop.bucket.refund(requested - actual)
         with shop.lock:
             shop.stats.points_spent += actual
