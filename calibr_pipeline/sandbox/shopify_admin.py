@@ -276,6 +276,7 @@ class VariantFault:
 class AdminFaultDecision:
     throttle: bool = False
     retry_after: str | None = None  # Retry-After header on a forced THROTTLED answer
+    with_status: bool = True  # False: the answer carries no throttleStatus (an edge proxy's answer)
 
 
 class AdminFaults:
@@ -301,8 +302,10 @@ class AdminFaults:
         self._rng = random.Random(f"{seed}:{shop}")
         self._throttle_next = 0
         self._throttle_next_retry_after: str | None = None
+        self._throttle_next_status = True
         self._throttle_rate = 0.0
         self._throttle_rate_retry_after: str | None = None
+        self._throttle_rate_status = True
         self._variants: dict[str, VariantFault] = {}
         self._rules: list[FaultRule] = []
 
@@ -330,7 +333,10 @@ class AdminFaults:
 
     # -- Admin level ------------------------------------------------------------------------
 
-    def throttle(self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = None) -> None:
+    def throttle(
+        self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = None, status: bool = True
+    ) -> None:
+        """Force THROTTLED answers; ``status=False`` leaves ``throttleStatus`` out of them."""
         if next < 0 or not 0 <= rate <= 1:
             raise ValueError("next must be >= 0 and rate in [0, 1]")
         retry_after = None if retry_after is None else str(retry_after)
@@ -338,9 +344,11 @@ class AdminFaults:
             if next:
                 self._throttle_next = next
                 self._throttle_next_retry_after = retry_after
+                self._throttle_next_status = status
             if rate or not next:
                 self._throttle_rate = rate
                 self._throttle_rate_retry_after = retry_after
+                self._throttle_rate_status = status
 
     def fail_variants(
         self,
@@ -364,9 +372,13 @@ class AdminFaults:
         with self._lock:
             if self._throttle_next > 0:
                 self._throttle_next -= 1
-                return AdminFaultDecision(throttle=True, retry_after=self._throttle_next_retry_after)
+                return AdminFaultDecision(
+                    throttle=True, retry_after=self._throttle_next_retry_after, with_status=self._throttle_next_status
+                )
             if self._throttle_rate > 0 and self._rng.random() < self._throttle_rate:
-                return AdminFaultDecision(throttle=True, retry_after=self._throttle_rate_retry_after)
+                return AdminFaultDecision(
+                    throttle=True, retry_after=self._throttle_rate_retry_after, with_status=self._throttle_rate_status
+                )
         return AdminFaultDecision()
 
     @property
@@ -981,6 +993,8 @@ class ShopifyAdminSandbox:
         )
         if fault.throttle and fault.retry_after is not None and _is_throttled(payload):
             headers["Retry-After"] = fault.retry_after
+        if fault.throttle and not fault.with_status and _is_throttled(payload):
+            payload["extensions"]["cost"].pop("throttleStatus", None)
         return SandboxResponse.json(payload, headers=headers)
 
     # -- GraphQL --------------------------------------------------------------------------

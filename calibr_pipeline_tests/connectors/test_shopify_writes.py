@@ -247,7 +247,7 @@ def test_timeouts_exhaust_as_timeout(admin, shop):
 
 def test_throttled_burst_honours_retry_after(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=2, retry_after="0.75")
+    admin.faults("shop").throttle(next=2, retry_after="0.75", status=False)  # no throttleStatus: Retry-After counts
     sleep = RecordingSleep()
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.throttled == 2 and result.attempts == 3
@@ -258,7 +258,7 @@ def test_throttled_burst_honours_retry_after(admin, client, shop):
 
 def test_throttled_without_retry_after_waits_16_32_64(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=3)
+    admin.faults("shop").throttle(next=3, status=False)  # neither throttleStatus nor Retry-After
     sleep = RecordingSleep()
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.throttled == 3 and result.attempts == 4
@@ -267,7 +267,7 @@ def test_throttled_without_retry_after_waits_16_32_64(admin, client, shop):
 
 def test_throttle_exhaustion_raises_rate_limited(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=10)
+    admin.faults("shop").throttle(next=10, status=False)
     sleep = RecordingSleep()
     with pytest.raises(ShopifyAdminError) as caught:
         write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
@@ -289,7 +289,7 @@ def test_each_kind_has_its_own_budget(admin, client, shop):
     product = shop.products[0]
     faults = admin.faults("shop")
     faults.http_5xx(next=2)
-    faults.throttle(next=1)  # checked by the app, after the HTTP layer let the request through
+    faults.throttle(next=1, status=False)  # checked by the app, after the HTTP layer let the request through
     sleep = RecordingSleep()
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep, rng=random.Random(1))
     # 5xx, 5xx, THROTTLED, success: two transient failures and one throttle, within both budgets.
