@@ -224,5 +224,12 @@ def throttle_deficit_wait(
     if not all(math.isfinite(v) for v in (requested, currently_available, restore_rate)) or restore_rate <= 0 or requested < 0:
         return None
     deficit = max(0.0, float(requested) - float(currently_available)) / float(restore_rate)
-    spread = min(max_jitter, 0.02 + 0.1 * deficit)
-    return deficit + (rng or random).random() * spread
+    return deficit + bucket_jitter(deficit, rng=rng, max_jitter=max_jitter)
+
+
+def bucket_jitter(wait: float, *, rng: _Random | None = None, max_jitter: float = 0.25) -> float:
+    """The random extra added to a wait for a shared bucket: up to 10 % of it, 20 ms at
+    least, ``max_jitter`` at most. Clients contending for one bucket must draw their
+    waits from the same distribution, or the one that adds more always arrives second."""
+    spread = min(max_jitter, 0.02 + 0.1 * max(0.0, wait))
+    return (rng or random).random() * spread

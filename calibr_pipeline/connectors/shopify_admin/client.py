@@ -62,13 +62,15 @@ from calibr_pipeline.connectors.shopify_admin.cost import (
 )
 from calibr_pipeline.connectors.shopify_admin.documents import load_document
 from calibr_pipeline.connectors.shopify_admin.errors import ShopifyAdminError
-from calibr_pipeline.domain.backoff import throttle_deficit_wait
+from calibr_pipeline.domain.backoff import bucket_jitter, throttle_deficit_wait
 from calibr_pipeline.domain.errors import ErrorClass
 from calibr_pipeline.domain.write_policy import WRITE_THROTTLE_POLICY
 
 log = logging.getLogger(__name__)
 
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+# How long a THROTTLED answer makes the client assume another app shares the bucket.
+CONTENTION_MEMORY_SECONDS = 60.0
 
 
 @dataclass
@@ -197,6 +199,10 @@ class ShopifyAdminClient:
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self._static_costs: dict[tuple, int] = {}
+        # Until then, another consumer is spending the shop's bucket (we were THROTTLED):
+        # bucket waits get the same jitter as THROTTLED waits, so that neither app
+        # systematically arrives second and starves.
+        self._contended_until = float("-inf")
 
     def __repr__(self) -> str:
         return f"ShopifyAdminClient(endpoint={self.endpoint!r}, access_token={mask_token(self._token)!r})"
@@ -234,7 +240,7 @@ class ShopifyAdminClient:
 
         for throttles in range(self.max_throttle_retries + 1):
             cost, static = self._price(source, variables, operation_name)
-            reservation = self._wait_for_bucket(cost, operation_name)
+            reservation = self._wait_for_bucket(cost, operation_name, self._is_learned(source, variables, operation_name))
             try:
                 payload, response = self._post_with_retries(body)
             except BaseException:
@@ -246,6 +252,7 @@ class ShopifyAdminClient:
             self._learn(source, variables, operation_name, static, cost, cost_info)
             errors = payload.get("errors")
             if _is_throttled(errors):
+                self._contended_until = self._clock() + CONTENTION_MEMORY_SECONDS
                 wait = self._throttle_wait(cost_info, status, response, throttles + 1, cost)
                 with self._stats_lock:
                     self.stats.throttled += 1
@@ -288,7 +295,7 @@ class ShopifyAdminClient:
         variables = dict(variables or {})
         cost, static = self._price(source, variables, operation_name)
         body = {"query": source, "variables": variables, "operationName": operation_name}
-        reservation = self._wait_for_bucket(cost, operation_name)
+        reservation = self._wait_for_bucket(cost, operation_name, self._is_learned(source, variables, operation_name))
         try:
             payload, response = self._post_once_response(body)
         except BaseException as exc:
@@ -310,6 +317,7 @@ class ShopifyAdminClient:
         throttled = _is_throttled(payload.get("errors"))
         retry_after = header
         if throttled:
+            self._contended_until = self._clock() + CONTENTION_MEMORY_SECONDS
             # The shop's own figures beat any schedule; without them the caller's
             # policy applies (Retry-After, else its exponential steps).
             retry_after = throttle_deficit_wait(
@@ -411,8 +419,16 @@ class ShopifyAdminClient:
             )
         return cost, static
 
-    def _wait_for_bucket(self, cost: int, operation_name: str | None) -> Reservation:
+    def _is_learned(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> bool:
+        return self.cost_model.learned(source, variables, operation_name) is not None
+
+    def _wait_for_bucket(self, cost: int, operation_name: str | None, learned: bool = True) -> Reservation:
         status = self.bucket.status
+        if status is not None and cost > status.maximum_available and not learned:
+            # Only our estimate says it does not fit; the shop has never priced this
+            # document at this size. Wait for a full bucket and let the shop price it:
+            # a THROTTLED answer then teaches us the real cost.
+            cost = int(status.maximum_available)
         if status is not None and cost > status.maximum_available:
             raise ShopifyAdminError(
                 f"{operation_name or 'query'} costs {cost} points but the shop's bucket holds at most "
@@ -422,6 +438,8 @@ class ShopifyAdminClient:
             )
         reservation = self.bucket.acquire(cost)
         wait = reservation.wait
+        if wait > 0 and self._clock() < self._contended_until:
+            wait += bucket_jitter(wait)
         if wait > 0:
             with self._stats_lock:
                 self.stats.bucket_waits += 1
