@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from calibr_pipeline import settings
+from calibr_pipeline.catalog_cli import add_catalog_commands
 from calibr_pipeline.domain.errors import CalibrError
 
 EXIT_USER_ERROR = 2
@@ -683,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dagster", action="store_true", help="do not open the Dagster instance (no schedule, queue or daemon figures)")
     p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
+    add_catalog_commands(sub)
     return parser
 
 
