@@ -1,27 +1,20 @@
-"""The Admin API schema the sandbox serves, loaded by the sandbox itself.
+"""The Admin API schema the sandbox serves.
 
-The sandbox checks the client, so it reads the vendored introspection file on its own
-instead of going through the client's loader in ``connectors/``: a bug in one cannot
-hide in the other.
+The sandbox checks the client, so it does not go through the client's loader in
+``connectors/``: it reads Shopify's published schema from the neutral
+:mod:`calibr_pipeline.vendor_schema` (data, not logic), which hands both sides the same
+read-only object so that a process holds one copy of it.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
-import json
-from importlib import resources
+from graphql import GraphQLSchema
 
-from graphql import GraphQLSchema, build_client_schema
+from calibr_pipeline.vendor_schema import ADMIN_API_VERSION, shared_admin_schema
 
-SANDBOX_API_VERSION = "2025-01"
-_SCHEMA_FILE = f"admin_schema_{SANDBOX_API_VERSION}.json.gz"
+SANDBOX_API_VERSION = ADMIN_API_VERSION
 
 
-@functools.cache
 def sandbox_admin_schema() -> GraphQLSchema:
     """Shopify's published Admin schema (ISC licence, ``calibr_pipeline/vendor/shopify``)."""
-    ref = resources.files("calibr_pipeline").joinpath("vendor", "shopify", _SCHEMA_FILE)
-    with ref.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
-        payload = json.load(fh)
-    return build_client_schema(payload.get("data", payload))
+    return shared_admin_schema()
