@@ -183,25 +183,28 @@ def test_a_write_throttled_by_another_app_waits_for_the_deficit_not_16_s():
     assert shop.write_counts() == {product.variants[0].gid: 1}
 
 
-def test_another_client_spending_the_bucket_costs_deficits_not_fixed_pauses():
-    """Two apps share one bucket: ours reads the catalog while the other spends half the restore rate."""
+def test_another_app_spending_half_the_bucket_costs_deficits_not_fixed_pauses():
+    """Another app spends half of the restore rate from the shop's bucket while ours reads."""
     rows = catalog(120, per_product=2)
     shared = BucketPreset("shared", 200.0, 400.0)
     stop = threading.Event()
-    errors: list[BaseException] = []
+    spent = []
     with ShopifyAdminSandbox() as server:
         shop = server.add_shop("shared", rows, preset=shared)
-        other = ShopifyAdminClient(server.shop_url("shared"), shop.access_token)
 
-        def spend():
-            # The other app: a 57-point page every 57/200 s, i.e. half of the 400/s restore rate.
-            try:
-                while not stop.wait(57 / 200):
-                    other.execute("CatalogProducts", {"first": 25, "variantsFirst": 10})
-            except BaseException as exc:  # surfaced by the assertion below
-                errors.append(exc)
+        def other_app():
+            # 5 points every 12.5 ms = 200/s, waiting its turn when the bucket is empty,
+            # like many small requests of an app we do not control.
+            next_at = time.monotonic()
+            while not stop.is_set():
+                if not shop.bucket.try_take(5):
+                    stop.wait(0.005)
+                    continue
+                spent.append(5)
+                next_at += 5 / 200
+                stop.wait(max(0.0, next_at - time.monotonic()))
 
-        thread = threading.Thread(target=spend, daemon=True)
+        thread = threading.Thread(target=other_app, daemon=True)
         thread.start()
         try:
             started = time.monotonic()
@@ -213,10 +216,7 @@ def test_another_client_spending_the_bucket_costs_deficits_not_fixed_pauses():
         finally:
             stop.set()
             thread.join(timeout=10)
-            other.close()
-    assert not errors, errors
-    assert client.stats.throttled + other.stats.throttled > 0, "the two apps never collided; the test proves nothing"
-    # Every THROTTLED answer cost a deficit wait (≤ 200 points / 400 per s + jitter), never a 16 s pause.
-    throttles = client.stats.throttled + other.stats.throttled
-    assert (client.stats.throttle_wait_seconds + other.stats.throttle_wait_seconds) <= throttles * 0.55
+    assert client.stats.throttled > 0, "the other app never got in the way; the test proves nothing"
+    # Each THROTTLED answer cost its deficit: ≤ 57 points / 400 per s + jitter (≤ 34 ms), never 16 s.
+    assert client.stats.throttle_wait_seconds <= client.stats.throttled * (57 / 400 + 0.035)
     assert elapsed < 15
