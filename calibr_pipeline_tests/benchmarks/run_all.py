@@ -17,6 +17,7 @@ import time
 
 from calibr_pipeline_tests.benchmarks import (
     bench_apply_latency,
+    bench_catalog_sync,
     bench_error_rate,
     bench_preview,
     bench_rate_floor,
@@ -30,6 +31,7 @@ BENCHMARKS = (
     ("bench_preview", bench_preview.run),
     ("bench_apply_latency", bench_apply_latency.run),
     ("bench_rate_floor", bench_rate_floor.run),
+    ("bench_catalog_sync", bench_catalog_sync.run),
 )
 
 
