@@ -232,7 +232,7 @@ def run(argv: list[str] | None = None) -> bool:
         def after_request(n: int) -> None:
             if n % progress_every == 0:
                 elapsed = time.perf_counter() - started
-                ideal = max(0.0, n * BULK_UPDATE_COST - preset.maximum_available) / preset.restore_rate
+                ideal = max(0.0, n * BULK_UPDATE_COST - preset.maximum_available) / our_rate
                 print(f"  {n:>5} products written  {elapsed:7.1f} s  (floor so far {ideal:6.1f} s)", flush=True)
 
         stop_other = threading.Event()
