@@ -220,3 +220,45 @@ def test_another_app_spending_half_the_bucket_costs_deficits_not_fixed_pauses():
     # Each THROTTLED answer cost its deficit: ≤ 57 points / 400 per s + jitter (≤ 34 ms), never 16 s.
     assert client.stats.throttle_wait_seconds <= client.stats.throttled * (57 / 400 + 0.035)
     assert elapsed < 15
+
+
+def test_the_bucket_mirror_learns_what_other_apps_spend():
+    from calibr_pipeline.connectors.shopify_admin import CostBucket, ThrottleStatus
+
+    now = [0.0]
+    bucket = CostBucket(clock=lambda: now[0])
+    shop = {"available": 0.0}  # the shop's real bucket: 100/s restore, another app takes 50/s
+    bucket.observe(ThrottleStatus(2000.0, 0.0, 100.0, observed_at=0.0))
+    waits = []
+    for _ in range(60):
+        reservation = bucket.acquire(10)
+        waits.append(reservation.wait)
+        elapsed = reservation.wait + 0.01
+        now[0] += elapsed
+        shop["available"] += elapsed * 50.0  # what is left to us of the refill
+        shop["available"] -= 10  # our write, charged
+        bucket.settle(reservation, ThrottleStatus(2000.0, float(int(shop["available"])), 100.0, observed_at=now[0]))
+    assert 40 <= bucket.foreign_rate <= 60
+    # Once learned, a 10-point write waits about 10 / 50 s, not 10 / 100 s.
+    assert 0.17 <= waits[-1] <= 0.23
+
+
+def test_a_lone_client_learns_no_foreign_spending():
+    from calibr_pipeline.connectors.shopify_admin import CostBucket, ThrottleStatus
+
+    now = [0.0]
+    bucket = CostBucket(clock=lambda: now[0])
+    available = 0.0
+    bucket.observe(ThrottleStatus(2000.0, 0.0, 100.0, observed_at=0.0))
+    for _ in range(60):
+        reservation = bucket.acquire(10)
+        now[0] += reservation.wait + 0.01
+        available += (reservation.wait + 0.01) * 100.0 - 10
+        bucket.settle(reservation, ThrottleStatus(2000.0, float(int(available)), 100.0, observed_at=now[0]))
+    assert bucket.foreign_rate < 2.0
+    # A THROTTLED answer (not charged) is not mistaken for foreign spending either.
+    reservation = bucket.acquire(10)
+    now[0] += reservation.wait + 0.06
+    available += (reservation.wait + 0.06) * 100.0
+    bucket.settle(reservation, ThrottleStatus(2000.0, float(int(available)), 100.0, observed_at=now[0]), charged=False)
+    assert bucket.foreign_rate < 2.0

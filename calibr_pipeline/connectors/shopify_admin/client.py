@@ -247,7 +247,7 @@ class ShopifyAdminClient:
                 self.bucket.settle(reservation, None)
                 raise
             status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
-            self.bucket.settle(reservation, status)
+            self.bucket.settle(reservation, status, charged=_charged(payload))
             cost_info = (payload.get("extensions") or {}).get("cost") or {}
             self._learn(source, variables, operation_name, static, cost, cost_info)
             errors = payload.get("errors")
@@ -310,7 +310,7 @@ class ShopifyAdminClient:
                 retry_after=exc.retry_after,
             ) from exc
         status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
-        self.bucket.settle(reservation, status)
+        self.bucket.settle(reservation, status, charged=_charged(payload))
         cost_info = (payload.get("extensions") or {}).get("cost") or {}
         self._learn(source, variables, operation_name, static, cost, cost_info)
         header = _parse_retry_after(response.headers.get("Retry-After"))
@@ -544,6 +544,11 @@ def _error_text(response: requests.Response) -> str:
     if isinstance(errors, list):
         return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
     return json.dumps(payload)[:200]
+
+
+def _charged(payload: Mapping[str, Any]) -> bool:
+    """Whether Shopify charged the request: it ran (THROTTLED and refused documents carry no data)."""
+    return "data" in payload
 
 
 def _is_throttled(errors: object) -> bool:
