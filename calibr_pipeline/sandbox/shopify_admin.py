@@ -288,7 +288,8 @@ class AdminFaults:
 
     * ``throttle(next=N)`` / ``throttle(rate=p)``: answer THROTTLED although the bucket
       could pay, with the very body, status (200) and ``extensions.cost`` of a real one
-      and nothing charged; ``retry_after="2.5"`` adds a ``Retry-After`` header;
+      and nothing charged; ``retry_after="2.5"`` adds a ``Retry-After`` header and
+      ``status=False`` drops ``throttleStatus`` (an answer without the shop's figures);
     * ``fail_variants(gids, code=..., message=...)``: those variants always get a
       userError in ``productVariantsBulkUpdate`` until ``clear()``.
 
