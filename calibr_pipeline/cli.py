@@ -18,6 +18,7 @@ from typing import Sequence
 
 from calibr_pipeline import settings
 from calibr_pipeline.copilot.cli import add_copilot_commands
+from calibr_pipeline.catalog_cli import add_catalog_commands
 from calibr_pipeline.domain.errors import CalibrError
 
 EXIT_USER_ERROR = 2
@@ -766,6 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_copilot_commands(sub)
     from calibr_pipeline.api.commands import add_api_commands  # cheap: its heavy imports are lazy
     add_api_commands(sub)
+    add_catalog_commands(sub)
     return parser
 
 

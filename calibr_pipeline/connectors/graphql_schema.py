@@ -1,46 +1,35 @@
 """The vendored Shopify Admin API schema (introspection JSON, ISC licence).
 
-The client validates its documents against it in tests, prices them with the static
-cost calculator, and the sandbox builds its executable server from the same file, so
-the three can never disagree about what a field is.
+The client validates its documents against it in tests and prices them with its static
+cost estimate; the sandbox serves the same published file (through the neutral
+:mod:`calibr_pipeline.vendor_schema`, not through this module), so they can never
+disagree about what a field is.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
-import json
-from importlib import resources
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema, build_client_schema, parse, validate
 
-ADMIN_API_VERSION = "2025-01"
-_SCHEMA_FILE = f"admin_schema_{ADMIN_API_VERSION}.json.gz"
+from calibr_pipeline.vendor_schema import ADMIN_API_VERSION, admin_introspection, shared_admin_schema
+
+__all__ = ["ADMIN_API_VERSION", "build_admin_schema", "format_error", "load_admin_introspection", "load_admin_schema", "validate_document"]
 
 
-@functools.cache
 def load_admin_introspection() -> dict[str, Any]:
     """The ``__schema`` introspection payload (the ``data`` member of the vendored file)."""
-    ref = resources.files("calibr_pipeline").joinpath("vendor", "shopify", _SCHEMA_FILE)
-    with ref.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
-        payload = json.load(fh)
-    return payload.get("data", payload)
+    return admin_introspection()
 
 
 def build_admin_schema() -> GraphQLSchema:
-    """A fresh, private schema object.
-
-    The sandbox attaches resolvers to fields; doing that on a private copy keeps the
-    shared cached schema free of server behaviour.
-    """
+    """A fresh, private schema object (for callers that must not share the cached one)."""
     return build_client_schema(load_admin_introspection())
 
 
-@functools.cache
 def load_admin_schema() -> GraphQLSchema:
-    """The shared read-only schema (building it takes ~1 s, hence the cache)."""
-    return build_admin_schema()
+    """The shared read-only schema (:func:`calibr_pipeline.vendor_schema.shared_admin_schema`)."""
+    return shared_admin_schema()
 
 
 def format_error(error: GraphQLError) -> str:

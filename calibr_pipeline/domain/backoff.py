@@ -191,3 +191,45 @@ def retrying_from_policy(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+# --------------------------------------------------------------------------- cost buckets
+
+
+def throttle_deficit_wait(
+    requested: float | None,
+    currently_available: float | None,
+    restore_rate: float | None,
+    *,
+    rng: _Random | None = None,
+    max_jitter: float = 0.25,
+) -> float | None:
+    """Seconds until a leaky bucket can pay ``requested`` points, plus a little jitter.
+
+    For Shopify's THROTTLED answers: ``extensions.cost`` says what the request needs
+    (``requestedQueryCost``) and what the bucket holds and restores
+    (``throttleStatus``), so the deficit ``(requested − currentlyAvailable) /
+    restoreRate`` is exactly how long to wait; a blind 16 s pause for a deficit that
+    refills in 0.1 s wastes the whole difference. The jitter (up to 10 % of the wait,
+    at least a few milliseconds' spread, at most ``max_jitter``) keeps two clients
+    that were throttled together from coming back in the same millisecond.
+
+    ``None`` when the figures are missing or unusable (no status, a restore rate of
+    0): the caller then falls back to ``Retry-After`` or its exponential schedule.
+    """
+    values = (requested, currently_available, restore_rate)
+    if any(v is None or isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        return None
+    assert requested is not None and currently_available is not None and restore_rate is not None
+    if not all(math.isfinite(v) for v in (requested, currently_available, restore_rate)) or restore_rate <= 0 or requested < 0:
+        return None
+    deficit = max(0.0, float(requested) - float(currently_available)) / float(restore_rate)
+    return deficit + bucket_jitter(deficit, rng=rng, max_jitter=max_jitter)
+
+
+def bucket_jitter(wait: float, *, rng: _Random | None = None, max_jitter: float = 0.25) -> float:
+    """The random extra added to a wait for a shared bucket: up to 10 % of it, 20 ms at
+    least, ``max_jitter`` at most. Clients contending for one bucket must draw their
+    waits from the same distribution, or the one that adds more always arrives second."""
+    spread = min(max_jitter, 0.02 + 0.1 * max(0.0, wait))
+    return (rng or random).random() * spread

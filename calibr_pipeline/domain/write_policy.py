@@ -31,9 +31,8 @@ the jitter, cap and ``Retry-After`` parsing are the ones every other caller uses
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from calibr_pipeline.domain.backoff import RetryPolicy
 from calibr_pipeline.domain.errors import ErrorClass
@@ -125,31 +124,11 @@ def delay_after(
     return policy.delay_for(attempt, retry_after, rng or random)
 
 
-# A THROTTLED answer that says how short the bucket is can be waited out exactly; another
-# app spending the same bucket can make that happen a few times in a row, so such answers
-# get a larger budget than the blind 16/32/64 s schedule.
+# A THROTTLED answer that says how short the bucket is can be waited out exactly (the
+# client computes the deficit: domain.backoff.throttle_deficit_wait); another app spending
+# the same bucket can make that happen a few times in a row, so such answers get a larger
+# budget than the blind 16/32/64 s schedule.
 MAX_DEFICIT_THROTTLES = 10
-DEFICIT_JITTER_SECONDS = 0.05
-
-
-def deficit_delay(cost: Mapping[str, Any] | None, rng: _Random | None = None) -> float | None:
-    """Seconds until the shop's bucket can pay for the throttled request, from the answer's
-    ``extensions.cost`` (``requestedQueryCost`` and ``throttleStatus``), plus up to
-    :data:`DEFICIT_JITTER_SECONDS` of jitter so that two writers do not retry in lockstep.
-
-    ``None`` when the answer carries no usable status (then Retry-After / 16-32-64 s apply).
-    """
-    if not isinstance(cost, Mapping):
-        return None
-    status = cost.get("throttleStatus")
-    requested = cost.get("requestedQueryCost")
-    if not isinstance(status, Mapping) or not isinstance(requested, (int, float)):
-        return None
-    available, restore = status.get("currentlyAvailable"), status.get("restoreRate")
-    if not isinstance(available, (int, float)) or not isinstance(restore, (int, float)) or restore <= 0:
-        return None
-    deficit = max(0.0, float(requested) - float(available)) / float(restore)
-    return deficit + (rng or random).random() * DEFICIT_JITTER_SECONDS
 
 
 def schedule(kind: WriteFailureKind | str) -> list[float]:

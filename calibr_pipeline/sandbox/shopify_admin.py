@@ -14,9 +14,10 @@ What behaves like Shopify:
 * documents are parsed and validated against the 2025-01 schema; invalid ones get a
   200 with ``errors`` (``Field 'x' doesn't exist on type 'T'``, code ``undefinedField``);
 * a wrong or missing token gets Shopify's 401 body;
-* cost: ``requestedQueryCost`` from the static calculator
-  (:mod:`calibr_pipeline.connectors.shopify_admin.cost`), charged up front; the
-  difference to ``actualQueryCost`` (computed on the returned data) is refunded, so
+* cost: ``requestedQueryCost`` from the sandbox's own calculator
+  (:mod:`calibr_pipeline.sandbox.admin_cost`, built from Shopify's documentation and
+  calibrated on live answers; it shares no code with the client's estimate), charged
+  up front; the difference to ``actualQueryCost`` (computed on the returned data) is refunded, so
   ``currentlyAvailable`` reflects what was really spent. Every answer carries
   ``extensions.cost``;
 * a per-shop leaky bucket (presets below); when it cannot pay the requested cost the
@@ -54,7 +55,8 @@ wording of userError messages, that ``field`` carries the input index as a strin
 (the enum also has ``NEGATIVE_PRICE_VALUE``), that ``productVariants`` is ``null`` when
 nothing was written, and that prices are stored rounded (half-up) to the currency's
 minor unit. ``compareAtPrice`` below ``price`` is accepted, as Shopify does. The static
-cost calculator prices ``nodes(ids:)`` as one object whatever the number of ids.
+cost calculator prices ``nodes(ids:)`` as one object whatever the number of ids (a
+plain list; no live answer pins it).
 """
 
 from __future__ import annotations
@@ -88,15 +90,13 @@ from graphql import (
     validate,
 )
 
-from calibr_pipeline.connectors.graphql_schema import (
-    ADMIN_API_VERSION,
-    load_admin_schema,
-)
-from calibr_pipeline.connectors.shopify_admin.cost import (
+from calibr_pipeline.sandbox.admin_cost import (
     SINGLE_QUERY_MAX_COST,
-    actual_query_cost,
-    requested_query_cost,
+    actual_cost,
+    requested_cost,
 )
+from calibr_pipeline.sandbox.admin_schema import SANDBOX_API_VERSION as ADMIN_API_VERSION
+from calibr_pipeline.sandbox.admin_schema import sandbox_admin_schema as load_admin_schema
 from calibr_pipeline.domain.catalog import CatalogVariant
 from calibr_pipeline.domain.money import quantize
 from calibr_pipeline.sandbox._http import (
@@ -277,6 +277,7 @@ class VariantFault:
 class AdminFaultDecision:
     throttle: bool = False
     retry_after: str | None = None  # Retry-After header on a forced THROTTLED answer
+    with_status: bool = True  # False: the answer carries no throttleStatus (an edge proxy's answer)
 
 
 # How an answer is lost *after* a mutation was applied (the write landed, the client
@@ -300,7 +301,8 @@ class AdminFaults:
 
     * ``throttle(next=N)`` / ``throttle(rate=p)``: answer THROTTLED although the bucket
       could pay, with the very body, status (200) and ``extensions.cost`` of a real one
-      and nothing charged; ``retry_after="2.5"`` adds a ``Retry-After`` header;
+      and nothing charged; ``retry_after="2.5"`` adds a ``Retry-After`` header and
+      ``status=False`` drops ``throttleStatus`` (an answer without the shop's figures);
     * ``fail_variants(gids, code=..., message=...)``: those variants always get a
       userError in ``productVariantsBulkUpdate`` until ``clear()``.
 
@@ -314,8 +316,10 @@ class AdminFaults:
         self._rng = random.Random(f"{seed}:{shop}")
         self._throttle_next = 0
         self._throttle_next_retry_after: str | None = None
+        self._throttle_next_status = True
         self._throttle_rate = 0.0
         self._throttle_rate_retry_after: str | None = None
+        self._throttle_rate_status = True
         self._variants: dict[str, VariantFault] = {}
         self._rules: list[FaultRule] = []
         self._lose_next: list[LostAnswer] = []
@@ -347,7 +351,10 @@ class AdminFaults:
 
     # -- Admin level ------------------------------------------------------------------------
 
-    def throttle(self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = None) -> None:
+    def throttle(
+        self, *, next: int = 0, rate: float = 0.0, retry_after: str | float | None = None, status: bool = True
+    ) -> None:
+        """Force THROTTLED answers; ``status=False`` leaves ``throttleStatus`` out of them."""
         if next < 0 or not 0 <= rate <= 1:
             raise ValueError("next must be >= 0 and rate in [0, 1]")
         retry_after = None if retry_after is None else str(retry_after)
@@ -355,9 +362,11 @@ class AdminFaults:
             if next:
                 self._throttle_next = next
                 self._throttle_next_retry_after = retry_after
+                self._throttle_next_status = status
             if rate or not next:
                 self._throttle_rate = rate
                 self._throttle_rate_retry_after = retry_after
+                self._throttle_rate_status = status
 
     def fail_variants(
         self,
@@ -412,9 +421,13 @@ class AdminFaults:
         with self._lock:
             if self._throttle_next > 0:
                 self._throttle_next -= 1
-                return AdminFaultDecision(throttle=True, retry_after=self._throttle_next_retry_after)
+                return AdminFaultDecision(
+                    throttle=True, retry_after=self._throttle_next_retry_after, with_status=self._throttle_next_status
+                )
             if self._throttle_rate > 0 and self._rng.random() < self._throttle_rate:
-                return AdminFaultDecision(throttle=True, retry_after=self._throttle_rate_retry_after)
+                return AdminFaultDecision(
+                    throttle=True, retry_after=self._throttle_rate_retry_after, with_status=self._throttle_rate_status
+                )
         return AdminFaultDecision()
 
     @property
@@ -1039,6 +1052,8 @@ class ShopifyAdminSandbox:
             lost = shop.faults.lost_answer()
             if lost is not None:
                 return _lose(lost, payload, headers)
+        if fault.throttle and not fault.with_status and _is_throttled(payload):
+            payload["extensions"]["cost"].pop("throttleStatus", None)
         return SandboxResponse.json(payload, headers=headers)
 
     def _is_mutation(self, source: str, operation_name: str | None) -> bool:
@@ -1074,7 +1089,7 @@ class ShopifyAdminSandbox:
             )
             return {"errors": [{"message": message}], "extensions": {"cost": _cost(0, 0, shop)}}
         try:
-            requested = requested_query_cost(document, variables, operation_name, schema=self.schema)
+            requested = requested_cost(self.schema, document, variables, operation_name)
         except ValueError as exc:
             return {"errors": [{"message": str(exc)}], "extensions": {"cost": _cost(0, 0, shop)}}
 
@@ -1109,7 +1124,7 @@ class ShopifyAdminSandbox:
                 field_resolver=self._resolve,
                 type_resolver=_resolve_type,
             )
-        actual = min(requested, actual_query_cost(document, result.data, variables, operation_name, schema=self.schema))
+        actual = min(requested, actual_cost(self.schema, document, result.data, variables, operation_name))
         shop.bucket.refund(requested - actual)
         with shop.lock:
             shop.stats.points_spent += actual

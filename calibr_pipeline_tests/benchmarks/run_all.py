@@ -19,6 +19,7 @@ from calibr_pipeline_tests.benchmarks import (
     bench_apply_latency,
     bench_apply_memory,
     bench_copilot,
+    bench_catalog_sync,
     bench_error_rate,
     bench_preview,
     bench_rate_floor,
@@ -34,6 +35,7 @@ BENCHMARKS = (
     ("bench_rate_floor", bench_rate_floor.run),
     ("bench_apply_memory", bench_apply_memory.run),
     ("bench_copilot", bench_copilot.run),
+    ("bench_catalog_sync", bench_catalog_sync.run),
 )
 
 

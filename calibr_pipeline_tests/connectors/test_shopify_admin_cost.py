@@ -1,4 +1,4 @@
-"""The static cost calculator shared by client and sandbox."""
+"""The static, conservative cost estimate of the client (the sandbox prices on its own: sandbox/admin_cost.py)."""
 
 from __future__ import annotations
 

@@ -254,7 +254,7 @@ def test_a_connection_never_made_is_retried_then_reported_as_not_written(shop):
 
 def test_throttled_burst_honours_retry_after(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=2, retry_after="0.75")
+    admin.faults("shop").throttle(next=2, retry_after="0.75", status=False)  # no throttleStatus: Retry-After counts
     sleep = RecordingSleep()
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.throttled == 2 and result.attempts == 3
@@ -298,7 +298,7 @@ class _NoThrottleStatus:
 
 def test_throttled_without_status_or_retry_after_waits_16_32_64(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=3)
+    admin.faults("shop").throttle(next=3, status=False)  # neither throttleStatus nor Retry-After
     sleep = RecordingSleep()
     result = write(_NoThrottleStatus(client), product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.throttled == 3 and result.attempts == 4
@@ -307,7 +307,7 @@ def test_throttled_without_status_or_retry_after_waits_16_32_64(admin, client, s
 
 def test_throttle_exhaustion_raises_rate_limited(admin, client, shop):
     product = shop.products[0]
-    admin.faults("shop").throttle(next=10)
+    admin.faults("shop").throttle(next=10, status=False)
     sleep = RecordingSleep()
     with pytest.raises(ShopifyAdminError) as caught:
         write(_NoThrottleStatus(client), product, updates_for(product, ["9.99"]), sleep=sleep)
@@ -330,7 +330,7 @@ def test_attempts_count_every_request_sent(admin, client, shop):
     product = shop.products[0]
     faults = admin.faults("shop")
     faults.http_429(next=1, retry_after="0.5")
-    faults.throttle(next=1, retry_after="0.25")
+    faults.throttle(next=1, retry_after="0.25", status=False)  # no throttleStatus: Retry-After applies
     sleep = RecordingSleep()
     result = write(client, product, updates_for(product, ["9.99"]), sleep=sleep)
     assert result.ok and result.attempts == 3 and result.throttled == 2

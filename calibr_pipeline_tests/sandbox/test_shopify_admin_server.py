@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from decimal import Decimal
 
 import pytest
@@ -159,13 +160,15 @@ def test_cost_extension_on_a_known_query():
         query = "{ products(first: 10) { edges { node { title variants(first: 5) { edges { node { price } } } } } } }"
         payload = post(admin, "costly", query).json()
         cost = payload["extensions"]["cost"]
-        # 2 + 10 × (1 product + 2 variants connection + 5 × 1 variant)
-        assert cost["requestedQueryCost"] == 82
-        # Actually returned: 10 products and their (1–4) variants.
+        # Shopify's live answers: a connection costs 2 + ceil(sqrt(first)) × node, so
+        # 2 + 4 × (1 product + (2 + 3 × 1 variant)) = 26, not the naive 2 + 10 × 8 = 82.
+        assert cost["requestedQueryCost"] == 26
+        # Actually returned: 10 products and their (1–4) variants; the dearest node counts.
         returned = payload["data"]["products"]["edges"]
-        expected_actual = 2 + sum(1 + 2 + len(e["node"]["variants"]["edges"]) for e in returned)
-        assert cost["actualQueryCost"] == expected_actual < 82
-        # Charged 82 up front, refunded the unused part: only the actual cost is gone.
+        dearest = max(1 + 2 + math.isqrt(len(e["node"]["variants"]["edges"]) - 1) + 1 for e in returned)
+        expected_actual = 2 + 4 * dearest
+        assert cost["actualQueryCost"] == expected_actual < 26
+        # Charged 26 up front, refunded the unused part: only the actual cost is gone.
         assert cost["throttleStatus"] == {"maximumAvailable": 1000.0, "currentlyAvailable": 1000 - expected_actual, "restoreRate": 0.0}
         assert shop.stats.points_spent == expected_actual
 
@@ -173,11 +176,11 @@ def test_cost_extension_on_a_known_query():
 def test_throttled_when_the_bucket_cannot_pay():
     with ShopifyAdminSandbox() as admin:
         shop = admin.add_shop("drained", generate_demo_catalog("drained", 5, seed=1), preset=FROZEN)
-        shop.bucket.drain(to=50)
-        payload = post(admin, "drained", "{ products(first: 30) { nodes { id } } }").json()  # costs 32
-        assert "data" in payload and payload["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] <= 50 - 2
+        shop.bucket.drain(to=12)
+        payload = post(admin, "drained", "{ products(first: 30) { nodes { id } } }").json()  # costs 2 + 6
+        assert "data" in payload and payload["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] <= 12 - 2
 
-        response = post(admin, "drained", "{ products(first: 50) { nodes { id } } }")  # costs 52
+        response = post(admin, "drained", "{ products(first: 100) { nodes { id } } }")  # costs 2 + 10
         assert response.status_code == 200
         payload = response.json()
         assert "data" not in payload
@@ -185,8 +188,8 @@ def test_throttled_when_the_bucket_cannot_pay():
             {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}
         ]
         cost = payload["extensions"]["cost"]
-        assert cost["requestedQueryCost"] == 52 and cost["actualQueryCost"] is None
-        assert cost["throttleStatus"]["currentlyAvailable"] < 52
+        assert cost["requestedQueryCost"] == 12 and cost["actualQueryCost"] is None
+        assert cost["throttleStatus"]["currentlyAvailable"] < 12
         assert shop.stats.throttled == 1
         assert shop.stats.requests == 2
 
@@ -194,12 +197,12 @@ def test_throttled_when_the_bucket_cannot_pay():
 def test_single_query_over_1000_points_is_refused_and_not_charged():
     with ShopifyAdminSandbox() as admin:
         admin.add_shop("big", generate_demo_catalog("big", 5, seed=1), preset=FROZEN)
-        # 2 + 250 × (1 product + 2 variants connection + 100 × 1 variant) = 25,752
-        query = "{ products(first: 250) { nodes { variants(first: 100) { nodes { id } } } } }"
+        # 2 + 16 × (1 product + 2 + 16 × (1 variant + 1 inventoryItem + (2 + 16 × 1 level))) = 5,170
+        query = "{ products(first: 250) { nodes { variants(first: 250) { nodes { id inventoryItem { inventoryLevels(first: 250) { nodes { id } } } } } } } }"
         payload = post(admin, "big", query).json()
         error = payload["errors"][0]
-        assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 25752, "maxCost": 1000}
-        assert error["message"].startswith("Query cost is 25752, which exceeds the single query max cost limit (1000).")
+        assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 5170, "maxCost": 1000}
+        assert error["message"].startswith("Query cost is 5170, which exceeds the single query max cost limit (1000).")
         assert payload["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 1000
         assert admin.shop("big").stats.max_cost_exceeded == 1
 

@@ -14,22 +14,32 @@ from calibr_pipeline.domain.money import to_decimal
 
 log = logging.getLogger(__name__)
 
-# 25 products × (3 + 3 × 10 variants) + 2 = 827 points: under the 1,000-point
-# single-query limit, and the demo catalogs (1–4 variants) rarely need a second
-# variants page. Shopify allows 2,048 variants per product, so the rest is paged.
+# Page sizes are chosen per request from what the shop charges (see
+# ``ShopifyAdminClient.estimate_cost``): the first catalog page is the largest one the
+# static, conservative estimate allows (25 products × 10 variants: 827 points under
+# the 1,000-point single-query limit); once Shopify has priced it (57 points on the
+# live cost model), the next pages grow to the largest size whose extrapolated cost
+# still fits, usually 250 products. Shopify allows 2,048 variants per product; those
+# beyond the inline page are read with ProductVariantsPage, sized the same way.
 DEFAULT_PRODUCTS_PAGE_SIZE = 25
 DEFAULT_VARIANTS_PAGE_SIZE = 10
-# ProductVariantsPage: 1 + 2 + 100 × 3 = 303 points.
-EXTRA_VARIANTS_PAGE_SIZE = 100
+PRODUCT_PAGE_SIZES = (250, 200, 150, 100, 50, 25, 10, 5, 1)
+EXTRA_VARIANTS_PAGE_SIZES = (250, 100, 50, 25, 10, 5, 1)
+# Kept for callers that imported it: the largest extra-variants page we ask for.
+EXTRA_VARIANTS_PAGE_SIZE = EXTRA_VARIANTS_PAGE_SIZES[0]
 
 
 def fetch_catalog(
     client: ShopifyAdminClient,
     *,
-    products_page_size: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    products_page_size: int | None = None,
     variants_page_size: int = DEFAULT_VARIANTS_PAGE_SIZE,
 ) -> tuple[str, list[CatalogVariant]]:
-    """The shop's currency and every variant, in product-id then variant-position order."""
+    """The shop's currency and every variant, in product-id then variant-position order.
+
+    ``products_page_size`` pins the products page (tests); by default each page is
+    the largest the shop's cost allows (see the module comment).
+    """
     shop = client.execute("ShopCurrency")["shop"]
     currency = shop["currencyCode"]
     rows: list[CatalogVariant] = []
@@ -40,9 +50,25 @@ def fetch_catalog(
     return currency, rows
 
 
-def _products(client: ShopifyAdminClient, first: int, variants_first: int) -> Iterator[dict[str, Any]]:
+def affordable_page_size(client: ShopifyAdminClient, document: str, sizes: tuple[int, ...], variables: Mapping[str, Any], size_variable: str = "first") -> int:
+    """The largest of ``sizes`` whose cost, as the client now estimates it, fits one request.
+
+    "Fits" means within the single-query limit and the shop's bucket; before the shop
+    has priced the document that is the static estimate, afterwards what it charges.
+    The smallest size is the answer when nothing fits (the client then refuses it
+    with a clear MAX_COST_EXCEEDED rather than this function looping).
+    """
+    limit = client.cost_limit
+    for size in sizes:
+        if client.estimate_cost(document, {**variables, size_variable: size}) <= limit:
+            return size
+    return sizes[-1]
+
+
+def _products(client: ShopifyAdminClient, pinned: int | None, variants_first: int) -> Iterator[dict[str, Any]]:
     after: str | None = None
     while True:
+        first = pinned or affordable_page_size(client, "CatalogProducts", PRODUCT_PAGE_SIZES, {"variantsFirst": variants_first})
         page = client.execute("CatalogProducts", {"first": first, "after": after, "variantsFirst": variants_first})
         connection = page["products"]
         yield from connection["nodes"]
@@ -58,9 +84,10 @@ def _variants(client: ShopifyAdminClient, product: Mapping[str, Any]) -> Iterato
     connection = product["variants"]
     yield from connection["nodes"]
     while connection["pageInfo"]["hasNextPage"]:
+        first = affordable_page_size(client, "ProductVariantsPage", EXTRA_VARIANTS_PAGE_SIZES, {"productId": product["id"]})
         page = client.execute(
             "ProductVariantsPage",
-            {"productId": product["id"], "first": EXTRA_VARIANTS_PAGE_SIZE, "after": connection["pageInfo"]["endCursor"]},
+            {"productId": product["id"], "first": first, "after": connection["pageInfo"]["endCursor"]},
         )
         if page.get("product") is None:
             # Deleted between the two reads: the variants already read are still true.

@@ -2,11 +2,15 @@
 
 Two layers of patience:
 
-* **cost**: every document is priced with the static calculator before it is sent,
-  and the client sleeps until its mirror of the shop's bucket (:class:`CostBucket`)
-  can pay, so a lone client never gets THROTTLED. If another consumer drained the
-  bucket and Shopify throttles anyway, the client waits for the deficit to restore
-  and tries again.
+* **cost**: every document is priced before it is sent, and the client sleeps until
+  its mirror of the shop's bucket (:class:`CostBucket`) can pay, so a lone client
+  never gets THROTTLED. The price is what the shop itself announced for that document
+  and page size (``requestedQueryCost``, learned by :class:`CostModel` from every
+  answer); only a document the shop has never priced is charged the static,
+  conservative estimate. If another consumer drained the bucket and Shopify throttles
+  anyway, the client waits for exactly the deficit its ``throttleStatus`` reports
+  (``(requested − currentlyAvailable) / restoreRate`` plus a little jitter) and tries
+  again; an answer without a status falls back to ``Retry-After``, else 16/32/64 s.
 * **transport**: 5xx, 429 (honouring ``Retry-After``), timeouts, connection errors
   and truncated bodies are retried with tenacity (exponential backoff, full jitter,
   bounded attempts) and end as a :class:`ShopifyAdminError` with an error class.
@@ -16,7 +20,8 @@ after a lost answer writes the same thing again.
 
 :meth:`ShopifyAdminClient.execute_once` is the single-shot variant for callers that
 own their retry schedule (price writes, :mod:`.writes`): it still waits for the cost
-bucket, but sends exactly one request and reports THROTTLED as an answer, not a loop.
+bucket, but sends exactly one request and reports THROTTLED as an answer, not a loop;
+the answer's ``retry_after`` then carries the wait the shop's status implies.
 """
 
 from __future__ import annotations
@@ -52,15 +57,21 @@ from calibr_pipeline.connectors.shopify_admin.bucket import (
 )
 from calibr_pipeline.connectors.shopify_admin.cost import (
     SINGLE_QUERY_MAX_COST,
+    CostModel,
+    page_signature,
     requested_query_cost,
 )
 from calibr_pipeline.connectors.shopify_admin.documents import load_document
 from calibr_pipeline.connectors.shopify_admin.errors import ShopifyAdminError
+from calibr_pipeline.domain.backoff import bucket_jitter, throttle_deficit_wait
 from calibr_pipeline.domain.errors import ErrorClass
+from calibr_pipeline.domain.write_policy import WRITE_THROTTLE_POLICY
 
 log = logging.getLogger(__name__)
 
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+# How long a THROTTLED answer makes the client assume another app shares the bucket.
+CONTENTION_MEMORY_SECONDS = 60.0
 
 
 @dataclass
@@ -74,6 +85,8 @@ class ClientStats:
     bucket_wait_seconds: float = 0.0
     requested_cost: int = 0  # sum of requestedQueryCost Shopify reported for answered queries
     actual_cost: int = 0  # sum of actualQueryCost
+    throttle_wait_seconds: float = 0.0  # slept after THROTTLED answers (execute) or advised (execute_once)
+    estimate_misses: int = 0  # answers whose requestedQueryCost differed from what we reserved
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,8 +98,12 @@ class AdminAnswer:
 
     payload: dict[str, Any]
     status: int
-    retry_after: float | None  # the Retry-After header, parsed; None when absent
+    # Seconds to wait before retrying, when the shop implies one: for a THROTTLED answer
+    # with a throttleStatus, the deficit to refill (plus jitter); otherwise the
+    # Retry-After header, parsed; None when neither (callers use their own schedule).
+    retry_after: float | None
     request_id: str | None  # X-Request-Id, for support tickets and logs
+    retry_after_header: float | None = None  # the Retry-After header as sent, parsed
 
     @property
     def data(self) -> Any:
@@ -202,8 +219,14 @@ class ShopifyAdminClient:
         self.max_query_cost = max_query_cost
         self._schema = schema
         self.bucket = CostBucket(clock)
+        self.cost_model = CostModel()
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
+        self._static_costs: dict[tuple, int] = {}
+        # Until then, another consumer is spending the shop's bucket (we were THROTTLED):
+        # bucket waits get the same jitter as THROTTLED waits, so that neither app
+        # systematically arrives second and starves.
+        self._contended_until = float("-inf")
 
     def __repr__(self) -> str:
         return f"ShopifyAdminClient(endpoint={self.endpoint!r}, access_token={mask_token(self._token)!r})"
@@ -237,28 +260,29 @@ class ShopifyAdminClient:
         operation_name: str | None = None,
     ) -> dict[str, Any]:
         variables = dict(variables or {})
-        cost = self._price(source, variables, operation_name)
         body = {"query": source, "variables": variables, "operationName": operation_name}
 
-        for _ in range(self.max_throttle_retries + 1):
-            reservation = self._wait_for_bucket(cost, operation_name)
+        for throttles in range(self.max_throttle_retries + 1):
+            cost, static = self._price(source, variables, operation_name)
+            reservation = self._wait_for_bucket(cost, operation_name, self._is_learned(source, variables, operation_name))
             try:
-                payload = self._post_with_retries(body)
+                payload, response = self._post_with_retries(body)
             except BaseException:
                 self.bucket.settle(reservation, None)
                 raise
             status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
-            self.bucket.settle(reservation, status)
+            self.bucket.settle(reservation, status, charged=_charged(payload))
             cost_info = (payload.get("extensions") or {}).get("cost") or {}
+            self._learn(source, variables, operation_name, static, cost, cost_info)
             errors = payload.get("errors")
             if _is_throttled(errors):
+                self._contended_until = self._clock() + CONTENTION_MEMORY_SECONDS
+                wait = self._throttle_wait(cost_info, status, response, throttles + 1, cost)
                 with self._stats_lock:
                     self.stats.throttled += 1
-                log.info("Shopify throttled %s (cost %s); waiting for the bucket", operation_name, cost)
-                if status is None:
-                    # Without a throttleStatus there is nothing to project; wait one
-                    # second, which restores at least 50 points on every plan.
-                    self._sleep(1.0)
+                    self.stats.throttle_wait_seconds += wait
+                log.info("Shopify throttled %s (cost %s); waiting %.3fs", operation_name, cost, wait)
+                self._sleep(wait)
                 continue
             with self._stats_lock:
                 self.stats.requested_cost += int(cost_info.get("requestedQueryCost") or 0)
@@ -293,9 +317,9 @@ class ShopifyAdminClient:
         errors are left in ``answer.errors`` for the caller to judge.
         """
         variables = dict(variables or {})
-        cost = self._price(source, variables, operation_name)
+        cost, static = self._price(source, variables, operation_name)
         body = {"query": source, "variables": variables, "operationName": operation_name}
-        reservation = self._wait_for_bucket(cost, operation_name)
+        reservation = self._wait_for_bucket(cost, operation_name, self._is_learned(source, variables, operation_name))
         try:
             payload, response = self._post_once_response(body)
         except BaseException as exc:
@@ -310,20 +334,58 @@ class ShopifyAdminClient:
                 retry_after=exc.retry_after,
                 maybe_written=exc.sent,
             ) from exc
-        self.bucket.settle(reservation, ThrottleStatus.from_extensions(payload.get("extensions"), self._clock()))
+        status = ThrottleStatus.from_extensions(payload.get("extensions"), self._clock())
+        self.bucket.settle(reservation, status, charged=_charged(payload))
+        cost_info = (payload.get("extensions") or {}).get("cost") or {}
+        self._learn(source, variables, operation_name, static, cost, cost_info)
+        header = _parse_retry_after(response.headers.get("Retry-After"))
+        throttled = _is_throttled(payload.get("errors"))
+        retry_after = header
+        if throttled:
+            self._contended_until = self._clock() + CONTENTION_MEMORY_SECONDS
+            # The shop's own figures beat any schedule; without them the caller's
+            # policy applies (Retry-After, else its exponential steps).
+            retry_after = throttle_deficit_wait(
+                cost_info.get("requestedQueryCost", cost),
+                status.currently_available if status else None,
+                status.restore_rate if status else None,
+            )
+            if retry_after is None:
+                retry_after = header
         answer = AdminAnswer(
             payload=payload,
             status=response.status_code,
-            retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after,
             request_id=response.headers.get("X-Request-Id"),
+            retry_after_header=header,
         )
         with self._stats_lock:
             if answer.throttled:
                 self.stats.throttled += 1
+                self.stats.throttle_wait_seconds += retry_after or 0.0
             else:
                 self.stats.requested_cost += int(answer.cost.get("requestedQueryCost") or 0)
                 self.stats.actual_cost += int(answer.cost.get("actualQueryCost") or 0)
         return answer
+
+    def estimate_cost(self, document: str, variables: Mapping[str, Any] | None = None) -> int:
+        """Points the client would reserve for ``document`` (a document name or source).
+
+        What the shop announced for this document and page sizes when it did, else an
+        extrapolation from its answers for other page sizes, else the static estimate.
+        Callers size their pages with it (never above :attr:`max_query_cost`).
+        """
+        source, operation_name = (load_document(document), document) if "{" not in document else (document, None)
+        return self._estimate(source, dict(variables or {}), operation_name)[0]
+
+    @property
+    def cost_limit(self) -> int:
+        """The dearest request this client may send: the single-query limit, or less
+        when the shop's bucket is smaller."""
+        status = self.bucket.status
+        if status is None:
+            return self.max_query_cost
+        return int(min(self.max_query_cost, status.maximum_available))
 
     def count(self, **deltas: float) -> None:
         """Add to :attr:`stats` from outside (e.g. ``retries=1`` by a caller's own retry loop)."""
@@ -333,12 +395,45 @@ class ShopifyAdminClient:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _price(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> int:
-        try:
-            document = _parse_cached(source)
-            cost = requested_query_cost(document, variables, operation_name, schema=self.schema)
-        except (GraphQLError, ValueError) as exc:
-            raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
+    def _estimate(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> tuple[int, int]:
+        """(points to reserve, static estimate) for one request."""
+        key = (operation_name, source, page_signature(variables))
+        static = self._static_costs.get(key)
+        if static is None:
+            try:
+                document = _parse_cached(source)
+                static = requested_query_cost(document, variables, operation_name, schema=self.schema)
+            except (GraphQLError, ValueError) as exc:
+                raise ShopifyAdminError(f"cannot price GraphQL document: {exc}", error_class=ErrorClass.HTTP_4XX) from exc
+            if len(self._static_costs) > 1024:
+                self._static_costs.clear()
+            self._static_costs[key] = static
+        return self.cost_model.estimate(source, variables, operation_name, static), static
+
+    def _learn(
+        self, source: str, variables: Mapping[str, Any], operation_name: str | None, static: int, reserved: int, cost_info: Mapping[str, Any]
+    ) -> None:
+        requested = cost_info.get("requestedQueryCost")
+        if requested is None:
+            return
+        self.cost_model.observe(source, variables, operation_name, static, requested)
+        if requested != reserved:
+            with self._stats_lock:
+                self.stats.estimate_misses += 1
+
+    def _throttle_wait(self, cost_info: Mapping[str, Any], status: ThrottleStatus | None, response: requests.Response, n: int, cost: int) -> float:
+        """How long to wait after the ``n``-th THROTTLED answer of one call."""
+        wait = throttle_deficit_wait(
+            cost_info.get("requestedQueryCost", cost),
+            status.currently_available if status else None,
+            status.restore_rate if status else None,
+        )
+        if wait is not None:
+            return wait
+        return WRITE_THROTTLE_POLICY.delay_for(n, _parse_retry_after(response.headers.get("Retry-After")))
+
+    def _price(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> tuple[int, int]:
+        cost, static = self._estimate(source, variables, operation_name)
         if cost > self.max_query_cost:
             # Shopify would answer MAX_COST_EXCEEDED; saying so before sending saves a round trip.
             raise ShopifyAdminError(
@@ -347,10 +442,18 @@ class ShopifyAdminClient:
                 error_class=ErrorClass.HTTP_4XX,
                 code="MAX_COST_EXCEEDED",
             )
-        return cost
+        return cost, static
 
-    def _wait_for_bucket(self, cost: int, operation_name: str | None) -> Reservation:
+    def _is_learned(self, source: str, variables: Mapping[str, Any], operation_name: str | None) -> bool:
+        return self.cost_model.learned(source, variables, operation_name) is not None
+
+    def _wait_for_bucket(self, cost: int, operation_name: str | None, learned: bool = True) -> Reservation:
         status = self.bucket.status
+        if status is not None and cost > status.maximum_available and not learned:
+            # Only our estimate says it does not fit; the shop has never priced this
+            # document at this size. Wait for a full bucket and let the shop price it:
+            # a THROTTLED answer then teaches us the real cost.
+            cost = int(status.maximum_available)
         if status is not None and cost > status.maximum_available:
             raise ShopifyAdminError(
                 f"{operation_name or 'query'} costs {cost} points but the shop's bucket holds at most "
@@ -360,6 +463,8 @@ class ShopifyAdminClient:
             )
         reservation = self.bucket.acquire(cost)
         wait = reservation.wait
+        if wait > 0 and self._clock() < self._contended_until:
+            wait += bucket_jitter(wait)
         if wait > 0:
             with self._stats_lock:
                 self.stats.bucket_waits += 1
@@ -390,7 +495,7 @@ class ShopifyAdminClient:
         exc = state.outcome.exception() if state.outcome else None
         log.info("retrying Shopify Admin call after %s (attempt %d)", exc, state.attempt_number)
 
-    def _post_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post_with_retries(self, body: dict[str, Any]) -> tuple[dict[str, Any], requests.Response]:
         retrying = Retrying(
             retry=retry_if_exception_type(_Transient),
             wait=self._retry_wait,
@@ -400,7 +505,7 @@ class ShopifyAdminClient:
             reraise=True,
         )
         try:
-            return retrying(self._post_once, body)
+            return retrying(self._post_once_response, body)
         except _Transient as exc:
             raise ShopifyAdminError(
                 f"Shopify Admin API failed ({exc.error_class.value}): {exc.message}",
@@ -472,6 +577,11 @@ def _error_text(response: requests.Response) -> str:
     if isinstance(errors, list):
         return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
     return json.dumps(payload)[:200]
+
+
+def _charged(payload: Mapping[str, Any]) -> bool:
+    """Whether Shopify charged the request: it ran (THROTTLED and refused documents carry no data)."""
+    return "data" in payload
 
 
 def _is_throttled(errors: object) -> bool:

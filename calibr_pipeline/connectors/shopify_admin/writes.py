@@ -60,7 +60,6 @@ from calibr_pipeline.domain.money import to_decimal
 from calibr_pipeline.domain.write_policy import (
     MAX_DEFICIT_THROTTLES,
     WriteFailureKind,
-    deficit_delay,
     delay_after,
     failure_kind,
 )
@@ -223,6 +222,9 @@ def bulk_update_prices(
             raise
         if answer.throttled:
             tally.throttled += 1
+            # With a throttleStatus the client computed the exact deficit (answer.retry_after);
+            # only without one do Retry-After / 16-32-64 s apply.
+            has_status = isinstance(answer.cost.get("throttleStatus"), Mapping)
             raise failed(
                 WriteFailureKind.THROTTLED,
                 ShopifyAdminError(
@@ -230,9 +232,9 @@ def bulk_update_prices(
                     error_class=ErrorClass.RATE_LIMITED,
                     code="THROTTLED",
                     status=answer.status,
-                    retry_after=answer.retry_after,
+                    retry_after=answer.retry_after_header,
                 ),
-                deficit=None if answer.retry_after is not None else deficit_delay(answer.cost, rng),
+                deficit=answer.retry_after if has_status else None,
             )
         return answer
 
