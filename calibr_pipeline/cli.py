@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from calibr_pipeline import settings
+from calibr_pipeline.cli_platform import add_platform_commands
 from calibr_pipeline.domain.errors import CalibrError
 
 EXIT_USER_ERROR = 2
@@ -243,6 +244,7 @@ def cmd_sandbox(args) -> int:
 def cmd_demo(args) -> int:
     from calibr_pipeline.demo import run_demo
 
+    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     return run_demo(ui=not args.no_ui, port=args.port, host=args.host)
 
 
@@ -282,6 +284,7 @@ def cmd_serve(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CalibrError(f"--port {args.port} is not a TCP port (0-65535)")
+    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     url = args.warehouse_url or settings.warehouse_url()  # read only: the server never migrates
     instance = None if args.no_dagster else _dagster_instance()
     try:
@@ -520,7 +523,7 @@ def cmd_audit(args) -> int:
             print(render_audit_report(session, tenants=[args.tenant] if args.tenant else None), end="")
         return 0
     with session_scope(_warehouse_url(args)) as session:
-        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor)
+        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor, include_archived=args.include_archived)
     if args.json:
         _print_json({"events": rows, "next_cursor": next_cursor})
         return 0
@@ -588,6 +591,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--cursor")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
+    p.add_argument("--include-archived", action="store_true", help="also read months moved to cold storage by `calibr events archive`")
     p.set_defaults(func=cmd_audit)
 
 
@@ -683,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dagster", action="store_true", help="do not open the Dagster instance (no schedule, queue or daemon figures)")
     p.set_defaults(func=cmd_serve)
     add_pricing_commands(sub)
+    add_platform_commands(sub)
     return parser
 
 

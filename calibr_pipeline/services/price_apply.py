@@ -248,7 +248,7 @@ def apply_run(
             else:
                 run.completed_at = now
             run.run_metadata = {**(run.run_metadata or {}), "last_apply": {"write_requests": summary.write_requests, "throttled": summary.throttled, "retries": summary.retries, "seconds": summary.duration_seconds}}
-            record_event(session, "automation.run.completed", {"run_id": run_id, "state": outcome.value, "applied": summary.applied, "failed": summary.failed}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
+            record_event(session, "automation.run.completed", {"run_id": run_id, "outcome": outcome.value, "counts": {"applied": summary.applied, "failed": summary.failed, "total": summary.applied + summary.failed}, "write_requests": summary.write_requests}, tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
             write_run_metrics(session, run_id, throttled=summary.throttled, retries=summary.retries, write_requests=summary.write_requests)
             summary.state = outcome.value
         return summary

@@ -289,6 +289,7 @@ class EventLog(Base):
     actor: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSON)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events registry version (docs/events.md)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -308,6 +309,7 @@ class OutboxEvent(Base):
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict] = mapped_column(JSON)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events registry version (docs/events.md)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dispatched_run_key: Mapped[str | None] = mapped_column(String(100))
@@ -324,6 +326,7 @@ class OutboxDeadLetter(Base):
     outbox_id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict | None] = mapped_column(JSON)
+    schema_version: Mapped[int | None] = mapped_column(Integer)  # as the event was written
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -593,4 +596,37 @@ class ConnectorRequestStat(Base):
     __table_args__ = (
         UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
         Index("ix_connector_request_stats_minute", "minute"),
+    )
+
+
+# --- events: archival to cold storage (issue 11; docs/events.md, docs/tables.md) ---------
+
+
+class EventArchive(Base):
+    """One archive file of old events (one table x month x tenant x batch) and its manifest.
+
+    The row is committed in the same transaction that deletes the archived rows, so a file
+    without a row here is an orphan from an interrupted run (never read, cleaned up by the
+    next run) and a row here always means "these rows live in that file, not in the table".
+    """
+
+    __tablename__ = "event_archives"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_table: Mapped[str] = mapped_column(String(32))  # event_log | outbox
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM of created_at (UTC)
+    tenant_key: Mapped[str] = mapped_column(String(64))  # tenant slug, or "_global" for rows without a tenant
+    path: Mapped[str] = mapped_column(String(1000))
+    file_format: Mapped[str] = mapped_column(String(16))  # jsonl.gz | parquet
+    row_count: Mapped[int] = mapped_column(Integer)
+    first_id: Mapped[str] = mapped_column(String(64))
+    last_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="archived")  # archived | restored
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("path"),
+        Index("ix_event_archives_lookup", "source_table", "month", "tenant_key"),
     )
