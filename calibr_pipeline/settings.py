@@ -95,7 +95,7 @@ class CalibrSettings(BaseSettings):
 
     # --- Stripe connector (docs/stripe.md) ---------------------------------------------
     STRIPE_CONNECT_ENABLED: bool = Field(
-        False, validation_alias=AliasChoices("STRIPE_CONNECT_ENABLED", "CALIBR_STRIPE_CONNECT_ENABLED"),
+        False, validation_alias=AliasChoices("STRIPE_CONNECT_ENABLED"),
         description="Feature flag (variable STRIPE_CONNECT_ENABLED): turn the Stripe connector on. Off: no Stripe asset, route or import.",
     )
     STRIPE_API_KEY: SecretStr | None = Field(None, description="The platform's Stripe secret key (sk_...). Required when the connector is on.")

@@ -229,3 +229,22 @@ def test_killing_the_archiver_at_any_step_loses_nothing_and_duplicates_nothing(t
             restore_events(url, month=month)
         assert _snapshot(url) == before, step
         get_engine(url).dispose()
+
+
+def test_monthly_schedule_runs_the_archive_job(sqlite_warehouse_url, tmp_path, instance):
+
+
+    from calibr_pipeline.defs.resources import WarehouseResource
+    from calibr_pipeline.definitions import build_definitions
+
+    defs = build_definitions(warehouse=WarehouseResource(url=sqlite_warehouse_url))
+    schedule = defs.get_schedule_def("monthly_event_archive")
+    assert schedule.cron_schedule == "0 2 1 * *" and schedule.job_name == "archive_events_job"
+    _seed(sqlite_warehouse_url)
+    result = defs.get_job_def("archive_events_job").execute_in_process(
+        instance=instance, run_config={"ops": {"archive_old_events": {"config": {"older_than": "30d", "root": str(tmp_path)}}}}
+    )
+    assert result.success
+    summary = result.output_for_node("archive_old_events")
+    assert summary["rows"] > 0 and summary["files"] == len(list_archives(sqlite_warehouse_url))
+
