@@ -113,6 +113,77 @@ def cmd_env_generate_key(args) -> int:
     return 0
 
 
+# --- Stripe (only registered when STRIPE_CONNECT_ENABLED is on) --------------------------------
+
+
+def _stripe_client():
+    from calibr_pipeline.connectors.stripe.client import StripeConnect
+
+    loaded = settings.require_valid_environment()
+    return StripeConnect(loaded.STRIPE_API_KEY.get_secret_value(), loaded.STRIPE_CLIENT_ID,
+                         api_base=loaded.STRIPE_API_BASE, connect_base=loaded.STRIPE_CONNECT_BASE)
+
+
+def cmd_stripe_connect_url(args) -> int:
+    client = _stripe_client()
+    print(client.authorize_url(state=client.new_state(), redirect_uri=args.redirect_uri))
+    return 0
+
+
+def cmd_stripe_connect(args) -> int:
+    from calibr_pipeline.services.stripe_sync import connect_account
+
+    account = connect_account(_url(args), _stripe_client(), tenant_slug=args.tenant, code=args.code)
+    print(f"connected Stripe account {account} to tenant {args.tenant}")
+    return 0
+
+
+def cmd_stripe_sync(args) -> int:
+    from datetime import date
+
+    from calibr_pipeline.services.stripe_sync import sync_catalog, sync_transactions_day
+
+    url, client = _url(args), _stripe_client()
+    try:
+        day = date.fromisoformat(args.date) if args.date else date.today()
+    except ValueError:
+        raise CalibrError(f"--date {args.date!r} is not YYYY-MM-DD") from None
+    report = sync_catalog(url, client, tenant_slug=args.tenant)
+    report = sync_transactions_day(url, client, tenant_slug=args.tenant, day=day, report=report)
+    print(json.dumps({"accounts": report.accounts, "products": report.products, "prices": report.prices, "payment_intents": report.payment_intents,
+                      "balance_transactions": report.balance_transactions, "errors": report.errors}, indent=2))
+    return 1 if report.errors else 0
+
+
+def cmd_stripe_map(args) -> int:
+    from calibr_pipeline.services.stripe_sync import map_manually
+
+    map_manually(_url(args), account_id=args.account, stripe_product_id=args.product, stripe_price_id=args.price or "", sku=args.sku)
+    print(f"mapped {args.product} {args.price or ''} to SKU {args.sku}")
+    return 0
+
+
+def _add_stripe_commands(sub) -> None:
+    stripe = sub.add_parser("stripe", help="Stripe Connect (docs/stripe.md)").add_subparsers(dest="stripe_command", required=True)
+    p = stripe.add_parser("connect-url", help="print the Connect OAuth authorize URL for a merchant")
+    p.add_argument("--redirect-uri", required=True)
+    p.set_defaults(func=cmd_stripe_connect_url)
+    p = stripe.add_parser("connect", help="exchange the OAuth code for the connected account (tokens stored encrypted)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--code", required=True)
+    p.set_defaults(func=cmd_stripe_connect)
+    p = stripe.add_parser("sync", help="sync the tenant's accounts: catalog (incremental) and one day's transactions")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--date", help="YYYY-MM-DD (default today, UTC)")
+    p.set_defaults(func=cmd_stripe_sync)
+    p = stripe.add_parser("map", help="link a Stripe product/price to one of our SKUs by hand")
+    p.add_argument("--account", required=True)
+    p.add_argument("--product", required=True)
+    p.add_argument("--price")
+    p.add_argument("--sku", required=True)
+    p.set_defaults(func=cmd_stripe_map)
+
+
 def add_platform_commands(sub) -> None:
     events = sub.add_parser("events", help="event registry and archival (docs/events.md)").add_subparsers(dest="events_command", required=True)
     p = events.add_parser("archive", help="move old event_log rows and dispatched outbox rows to cold storage")
@@ -145,3 +216,6 @@ def add_platform_commands(sub) -> None:
     p.set_defaults(func=cmd_env_check)
     p = env.add_parser("generate-key", help="print a new Fernet key for CALIBR_SECRETS_KEY")
     p.set_defaults(func=cmd_env_generate_key)
+
+    if settings.stripe_connect_enabled():
+        _add_stripe_commands(sub)

@@ -260,6 +260,11 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
 
 
+def stripe_connect_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """The STRIPE_CONNECT_ENABLED flag (read without validating the rest of the environment)."""
+    return _lenient(environ).get("STRIPE_CONNECT_ENABLED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def events_archive_url(environ: Mapping[str, str] | None = None) -> str:
     env = _lenient(environ)
     return env.get("CALIBR_EVENTS_ARCHIVE_URL") or str(calibr_home(env) / "archive" / "events")
