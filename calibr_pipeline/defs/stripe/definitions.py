@@ -16,6 +16,7 @@ from calibr_pipeline import settings
 from calibr_pipeline.defs.outbox import Dispatch, dispatch_outbox
 from calibr_pipeline.defs.partitions import DAILY_TENANT_PARTITIONS, TENANT_PARTITIONS, day_tenant
 from calibr_pipeline.defs.resources import WarehouseResource
+from calibr_pipeline.services.stripe_sync import WEBHOOK_EVENT
 from calibr_pipeline.warehouse.models import StripeAccount, Tenant
 from calibr_pipeline.warehouse.outbox import PendingEvent
 
@@ -81,8 +82,6 @@ def build_webhook_dispatch(session, event: PendingEvent) -> Dispatch:
 @dg.sensor(job=stripe_sync_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="`stripe.webhook.received` outbox events -> a sync of that account's tenant and day (run_key = event id).")
 def stripe_webhook_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
-    from calibr_pipeline.services.stripe_sync import WEBHOOK_EVENT
-
     return dispatch_outbox(context, warehouse, WEBHOOK_EVENT, build_webhook_dispatch)
 
 
