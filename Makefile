@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench sandbox ui sql install clean
+.PHONY: demo test bench bench-events sandbox ui sql install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 ## Performance benchmarks (prints figures; not part of the test suite).
 bench: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.run_all
+
+## Event throughput: validated outbox writes (SQLite, PostgreSQL), sensor dispatch, replay of 1,000,000 archived events.
+bench-events: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_events
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -244,6 +244,9 @@ def cmd_sandbox(args) -> int:
 def cmd_demo(args) -> int:
     from calibr_pipeline.demo import run_demo
 
+    from calibr_pipeline.demo_stripe import prepare_environment
+
+    prepare_environment()  # STRIPE_CONNECT_ENABLED: unset CALIBR_STRIPE_* point at the sandbox
     settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     return run_demo(ui=not args.no_ui, port=args.port, host=args.host)
 

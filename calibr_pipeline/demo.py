@@ -229,6 +229,7 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
     upgrade_to_head(warehouse_url)
 
     world = SandboxWorld(DEMO_TENANTS, seed=DEMO_SEED).start()
+    stoppers: list = []
     try:
         os.environ[settings.SANDBOX_ALLOWED_HOSTS_ENV] = ",".join(world.allowed_hosts)
         today = world.today()
@@ -264,12 +265,20 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         with session_scope(warehouse_url) as session:
             (home / "audit-sample.md").write_text(render_audit_report(session, tenants=tenants))
         print(f"  audit report: {home / 'audit-sample.md'}  (or: calibr audit --markdown)")
+        if settings.stripe_connect_enabled():  # docs/stripe.md
+            from calibr_pipeline.demo_stripe import run_stripe_demo
+
+            stripe_results, stop_stripe = run_stripe_demo(defs, instance, warehouse_url, tenants, today)
+            results |= stripe_results
+            stoppers.append(stop_stripe)
         print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'}")
         if not ui:
             return 0 if all(results.values()) else 1
         print(f"\nDagster UI: http://{host}:{port}  (Ctrl-C stops the UI and the sandbox)\n")
         return _run_dagster_dev(host, port)
     finally:
+        for stop in stoppers:
+            stop()
         world.stop()
 
 

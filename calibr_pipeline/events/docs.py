@@ -56,9 +56,12 @@ events are written as N+1; stored version-N events are upcast when read.
 
 ## Archival
 
-`calibr events archive --older-than 90d` moves old `event_log` rows and dispatched outbox
-rows to compressed JSON Lines files by month × tenant; `calibr events restore --month
-YYYY-MM` brings them back (see the section *Event archival* in docs/runbook.md and below).
+`calibr events archive --older-than 90d` (and the `monthly_event_archive` schedule) moves
+old `event_log` rows and dispatched outbox rows to compressed JSON Lines (or Parquet) files
+by month × tenant, each with a manifest (row count, id range, SHA-256), and deletes them only
+after the file is written, flushed and verified; `calibr events restore --month YYYY-MM
+[--tenant SLUG]` brings them back and `calibr audit --include-archived` reads them in place.
+Procedures: docs/runbook.md §8.
 """
 
 

@@ -104,22 +104,27 @@ class EventSchema:
 @dataclass(frozen=True)
 class Registry:
     schemas: Mapping[tuple[str, int], EventSchema]
+    _current: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for event_type, version in self.schemas:
+            self._current[event_type] = max(version, self._current.get(event_type, 0))
 
     # --- lookups -------------------------------------------------------------------
     def event_types(self) -> list[str]:
-        return sorted({t for t, _ in self.schemas})
+        return sorted(self._current)
 
     def versions(self, event_type: str) -> list[int]:
         return sorted(v for t, v in self.schemas if t == event_type)
 
     def is_registered(self, event_type: str) -> bool:
-        return any(t == event_type for t, _ in self.schemas)
+        return event_type in self._current
 
     def current_version(self, event_type: str) -> int:
-        versions = self.versions(event_type)
-        if not versions:
-            raise UnregisteredEventType(event_type)
-        return versions[-1]
+        try:
+            return self._current[event_type]
+        except KeyError:
+            raise UnregisteredEventType(event_type) from None
 
     def get(self, event_type: str, version: int | None = None) -> EventSchema:
         version = self.current_version(event_type) if version is None else version
@@ -137,6 +142,8 @@ class Registry:
     def validate(self, event_type: str, payload: Any, version: int | None = None) -> int:
         """Raise ``InvalidEventPayload`` unless ``payload`` satisfies the schema; returns the version."""
         schema = self.get(event_type, version)
+        if schema.validator.is_valid(payload):  # the common case, without collecting errors
+            return schema.version
         errors = sorted(schema.validator.iter_errors(payload), key=lambda e: (list(e.absolute_path), list(e.absolute_schema_path)))
         if errors:
             raise InvalidEventPayload(event_type, schema.version, errors[0], len(errors))
@@ -155,8 +162,6 @@ class Registry:
 
     def read(self, event_type: str, version: int | None, payload: Any) -> tuple[int, Any]:
         """A stored event as the current version: validate as stored, upcast, validate again."""
-        from calibr_pipeline.events.upcasters import upcast
-
         version = version or 1
         self.validate(event_type, payload, version)
         current = self.current_version(event_type)
@@ -164,6 +169,8 @@ class Registry:
             return version, payload
         if version > current:
             raise EventRegistryError(f"{event_type} v{version} is newer than this code's v{current}: upgrade calibr")
+        from calibr_pipeline.events.upcasters import upcast
+
         upcasted = upcast(event_type, version, current, payload)
         self.validate(event_type, upcasted, current)
         return current, upcasted

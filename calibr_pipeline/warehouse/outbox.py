@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.events.registry import EventRegistryError, registry
-from calibr_pipeline.warehouse.models import EventLog, OutboxDeadLetter, OutboxEvent
+from calibr_pipeline.warehouse.models import EventLog, OutboxDeadLetter, OutboxEvent, new_event_id
 from calibr_pipeline.warehouse.types import utcnow
 
 
@@ -30,9 +30,10 @@ def publish(
     run_id: str | None = None,
 ) -> OutboxEvent:
     version = registry().validate_for_write(event_type, payload, "outbox")
-    event = OutboxEvent(tenant_id=tenant_id, event_type=event_type, payload=payload, schema_version=version)
+    # The id is set here rather than by a flush, so publishing many events in one
+    # transaction is one batched INSERT per table at commit, not a round trip per event.
+    event = OutboxEvent(id=new_event_id(), tenant_id=tenant_id, event_type=event_type, payload=payload, schema_version=version)
     session.add(event)
-    session.flush()
     if "event_log" in registry().current(event_type).channels:
         record_event(
             session, event_type, payload, tenant_id=tenant_id, actor=actor, correlation_id=event.id, project_id=project_id, run_id=run_id

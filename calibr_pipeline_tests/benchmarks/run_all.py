@@ -18,6 +18,7 @@ import time
 from calibr_pipeline_tests.benchmarks import (
     bench_apply_latency,
     bench_error_rate,
+    bench_events,
     bench_preview,
     bench_rate_floor,
     bench_scrape,
@@ -30,6 +31,7 @@ BENCHMARKS = (
     ("bench_preview", bench_preview.run),
     ("bench_apply_latency", bench_apply_latency.run),
     ("bench_rate_floor", bench_rate_floor.run),
+    ("bench_events", bench_events.run),
 )
 
 
