@@ -293,3 +293,19 @@ def test_the_code_paths_write_valid_events_with_their_schema_version(seeded):
         assert row.schema_version == REG.current_version(row.event_type)
         REG.validate(row.event_type, row.payload, row.schema_version)
     assert {o.event_type for o in outbox} == {"competitor.added", "job.rules.apply"} and all(o.schema_version == 1 for o in outbox)
+
+
+def test_cli_lists_types_and_validates_payloads(capsys):
+    from calibr_pipeline.cli import main
+
+    assert main(["events", "types"]) == 0
+    listed = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == REG.event_types()
+    assert main(["events", "validate", "job.rules.apply", "--payload", '{"run_id": "r1", "kind": "apply"}']) == 0
+    assert "valid job.rules.apply v1" in capsys.readouterr().out
+    assert main(["events", "validate", "job.rules.apply", "--payload", '{"run_id": "r1", "kind": "sideways"}']) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "payload invalid at $.kind" in err and "schema path: #/properties/kind/enum" in err
+    assert main(["events", "validate", "no.such.type", "--payload", "{}"]) == 2
+    assert "is not registered" in capsys.readouterr().err
+    assert main(["events", "validate", "automation.run.completed", "--version", "1", "--payload", '{"run_id": "r", "state": "APPLIED", "applied": 1, "failed": 0}']) == 0

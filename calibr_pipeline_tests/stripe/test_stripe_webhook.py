@@ -184,3 +184,15 @@ def test_the_sensor_turns_webhook_events_into_a_sync_of_that_day(api, instance):
     assert len(result.run_requests) == 1
     request = result.run_requests[0]
     assert request.partition_key == dg.MultiPartitionKey({"date": "2025-11-20", "tenant": "acme"})
+
+
+def test_concurrent_deliveries_of_one_event_queue_it_once(api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = _event(api["account"], event_id="evt_concurrent")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: _post(api, body), range(6)))
+    assert all(a.status_code == 200 for a in answers)
+    statuses = sorted(a.json()["status"] for a in answers)
+    assert statuses == ["duplicate"] * 5 + ["queued"]
+    assert _counts(api["url"])[0] == 1
