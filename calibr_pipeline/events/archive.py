@@ -105,6 +105,10 @@ def _from_stored(table: str, row: dict) -> dict:
     return out
 
 
+def _comparable(row: dict) -> dict:
+    return {k: (_to_json_value(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
 def encode_rows(rows: list[dict], file_format: str) -> bytes:
     if file_format == "jsonl.gz":
         buffer = io.BytesIO()
@@ -364,10 +368,18 @@ def restore_events(warehouse_url: str, *, month: str, tenant: str | None = None,
                 continue
             model = _model(archive.source_table)
             rows = [_from_stored(archive.source_table, r) for r in read_archive(archive)]
+            by_id = {r["id"]: r for r in rows}
             present: set = set()
-            ids = [r["id"] for r in rows]
+            ids = list(by_id)
+            columns = [model.__table__.c[c] for c in _columns(archive.source_table)]
             for i in range(0, len(ids), 900):
-                present.update(session.scalars(select(model.id).where(model.id.in_(ids[i:i + 900]))))
+                for existing in session.execute(select(*columns).where(model.id.in_(ids[i:i + 900]))):
+                    existing = dict(existing._mapping)
+                    # A row already back (an earlier, interrupted restore) must be the same row:
+                    # a different row under the same id would be silently lost.
+                    if _comparable(existing) != _comparable(by_id[existing["id"]]):
+                        raise ArchiveError(f"{archive.path}: id {existing['id']} is in {archive.source_table} with different content; nothing restored")
+                    present.add(existing["id"])
             missing = [r for r in rows if r["id"] not in present]
             for i in range(0, len(missing), 5000):
                 session.execute(insert(model.__table__), missing[i:i + 5000])

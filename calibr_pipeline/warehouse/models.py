@@ -292,6 +292,10 @@ class EventLog(Base):
     schema_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events registry version (docs/events.md)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
+    # SQLite reuses the largest rowid once that row is deleted; archival deletes rows, and a
+    # reused id would collide with an archived one on restore. AUTOINCREMENT never reuses.
+    __table_args__ = {"sqlite_autoincrement": True}
+
 
 def new_event_id() -> str:
     return str(uuid.uuid4())

@@ -248,3 +248,20 @@ def test_monthly_schedule_runs_the_archive_job(sqlite_warehouse_url, tmp_path, i
     summary = result.output_for_node("archive_old_events")
     assert summary["rows"] > 0 and summary["files"] == len(list_archives(sqlite_warehouse_url))
 
+
+
+def test_an_archived_id_is_never_given_to_a_new_event(warehouse_url, tmp_path):
+    """SQLite reuses the largest rowid once it is deleted unless the table is AUTOINCREMENT."""
+    with session_scope(warehouse_url) as session:
+        tenant = get_or_create_tenant(session, "acme").id
+        row = record_event(session, "rule.saved", {"rule_id": 1, "name": "old"}, tenant_id=tenant, actor="t")
+        row.created_at = MOMENTS[0]
+    archive_events(warehouse_url, root=str(tmp_path), older_than=timedelta(days=90), now=NOW, tables=("event_log",))
+    with session_scope(warehouse_url) as session:
+        assert session.scalar(select(EventLog.id)) is None  # the table is empty: the archived row had the largest id
+        new = record_event(session, "rule.saved", {"rule_id": 2, "name": "new"}, tenant_id=tenant, actor="t")
+        new.created_at = MOMENTS[0]
+    restore_events(warehouse_url, month="2026-05")
+    with session_scope(warehouse_url) as session:
+        names = sorted(r.payload["name"] for r in session.scalars(select(EventLog)))
+    assert names == ["new", "old"]

@@ -23,9 +23,14 @@ UTC = calibr_pipeline.warehouse.types.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
-    for table in ('outbox', 'event_log'):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column('schema_version', sa.Integer(), server_default='1', nullable=False))
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('schema_version', sa.Integer(), server_default='1', nullable=False))
+    # On SQLite event_log is rebuilt with AUTOINCREMENT: archival deletes old rows, and
+    # without it SQLite would hand a deleted (archived) row's id to the next event.
+    is_sqlite = op.get_bind().dialect.name == 'sqlite'
+    with op.batch_alter_table('event_log', schema=None, recreate='always' if is_sqlite else 'auto',
+                              table_kwargs={'sqlite_autoincrement': True} if is_sqlite else {}) as batch_op:
+        batch_op.add_column(sa.Column('schema_version', sa.Integer(), server_default='1', nullable=False))
     with op.batch_alter_table('outbox_dead_letters', schema=None) as batch_op:
         batch_op.add_column(sa.Column('schema_version', sa.Integer(), nullable=True))
 
@@ -159,4 +164,4 @@ def downgrade() -> None:
         batch_op.drop_column('schema_version')
     for table in ('event_log', 'outbox'):
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column('schema_version')
+            batch_op.drop_column('schema_version')  # event_log keeps AUTOINCREMENT on SQLite (harmless)
