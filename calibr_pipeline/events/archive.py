@@ -4,7 +4,7 @@ Files are compressed JSON Lines (``.jsonl.gz``, the default) or Parquet (pyarrow
 source table × month × tenant × batch, under a root that is any fsspec URL (a local folder
 by default, ``s3://bucket/prefix`` when configured)::
 
-    <root>/<table>/<YYYY-MM>/<tenant>/<table>-<YYYY-MM>-<tenant>-<first id>-<last id>.<format>
+    <root>/<table>/<YYYY-MM>/<tenant>/<table>-<YYYY-MM>-<tenant>-<first id>-<last id>-<sha256[:12]>.<format>
     ... and the same name + ``.manifest.json`` (row count, id range, SHA-256, created_at range)
 
 Crash safety — the order of one batch:
@@ -282,10 +282,16 @@ def archive_events(
 def _archive_batch(warehouse_url, fs, base, table, month, tenant, tenant_id, start, end, rows, file_format, checkpoint) -> ArchivedFile:
     model = _model(table)
     first_id, last_id = str(rows[0]["id"]), str(rows[-1]["id"])
-    name = f"{table}-{month}-{tenant}-{first_id}-{last_id}.{file_format}"
+    blob = encode_rows(rows, file_format)
+    # The name carries the id range and the content's hash: the same rows always get the same
+    # file (a re-run after a crash overwrites its own orphan), different rows never share one.
+    name = f"{table}-{month}-{tenant}-{first_id}-{last_id}-{hashlib.sha256(blob).hexdigest()[:12]}.{file_format}"
     path = f"{base}/{table}/{month}/{tenant}/{name}"
+    with session_scope(warehouse_url) as session:
+        if session.scalar(select(EventArchive.state).where(EventArchive.path == path)) == "archived":
+            raise ArchiveError(f"{path} is already a committed archive; another archiver is running")
     ids = [str(r["id"]) for r in rows]
-    digest = _write_verified(fs, path, encode_rows(rows, file_format), file_format, ids, checkpoint)
+    digest = _write_verified(fs, path, blob, file_format, ids, checkpoint)
     manifest = {
         "table": table, "month": month, "tenant": tenant, "format": file_format, "file": name, "row_count": len(rows),
         "first_id": first_id, "last_id": last_id, "sha256": digest,
@@ -296,12 +302,14 @@ def _archive_batch(warehouse_url, fs, base, table, month, tenant, tenant_id, sta
         handle.write(json.dumps(manifest, indent=2, sort_keys=True))
     checkpoint("manifest_written")
     with session_scope(warehouse_url) as session:
-        if session.scalar(select(EventArchive.id).where(EventArchive.path == path)) is not None:
+        archive = session.scalar(select(EventArchive).where(EventArchive.path == path))
+        if archive is not None and archive.state == "archived":
             raise ArchiveError(f"{path} is already a committed archive; another archiver is running")
-        session.add(EventArchive(
-            source_table=table, month=month, tenant_key=tenant, path=path, file_format=file_format, row_count=len(rows),
-            first_id=first_id, last_id=last_id, sha256=digest, state="archived",
-        ))
+        if archive is None:  # (a restored archive of exactly these rows is archived again in place)
+            archive = EventArchive(source_table=table, month=month, tenant_key=tenant, path=path, file_format=file_format)
+            session.add(archive)
+        archive.row_count, archive.first_id, archive.last_id, archive.sha256 = len(rows), first_id, last_id, digest
+        archive.state, archive.archived_at, archive.restored_at = "archived", utcnow(), None
         result = session.execute(
             delete(model).where(_predicate(table, tenant_id, start, end), model.id >= rows[0]["id"], model.id <= rows[-1]["id"])
             .execution_options(synchronize_session=False)

@@ -265,3 +265,16 @@ def test_an_archived_id_is_never_given_to_a_new_event(warehouse_url, tmp_path):
     with session_scope(warehouse_url) as session:
         names = sorted(r.payload["name"] for r in session.scalars(select(EventLog)))
     assert names == ["new", "old"]
+
+
+def test_restored_months_can_be_archived_and_restored_again(sqlite_warehouse_url, tmp_path):
+    _seed(sqlite_warehouse_url)
+    before = _snapshot(sqlite_warehouse_url)
+    for _ in range(2):
+        first = archive_events(sqlite_warehouse_url, root=str(tmp_path), older_than=timedelta(days=90), now=NOW)
+        assert first.rows > 0
+        for month in ("2026-05", "2026-06", "2026-07"):
+            restore_events(sqlite_warehouse_url, month=month)
+        assert _snapshot(sqlite_warehouse_url) == before
+    with session_scope(sqlite_warehouse_url) as session:
+        assert {a.state for a in session.scalars(select(EventArchive))} == {"restored"}
