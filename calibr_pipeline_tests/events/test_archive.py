@@ -238,10 +238,10 @@ def test_monthly_schedule_runs_the_archive_job(sqlite_warehouse_url, tmp_path, i
     from calibr_pipeline.definitions import build_definitions
 
     defs = build_definitions(warehouse=WarehouseResource(url=sqlite_warehouse_url))
-    schedule = defs.get_schedule_def("monthly_event_archive")
+    schedule = defs.resolve_schedule_def("monthly_event_archive")
     assert schedule.cron_schedule == "0 2 1 * *" and schedule.job_name == "archive_events_job"
     _seed(sqlite_warehouse_url)
-    result = defs.get_job_def("archive_events_job").execute_in_process(
+    result = defs.resolve_job_def("archive_events_job").execute_in_process(
         instance=instance, run_config={"ops": {"archive_old_events": {"config": {"older_than": "30d", "root": str(tmp_path)}}}}
     )
     assert result.success
