@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-copilot bench-api sandbox ui sql install clean extraction-report api openapi
+.PHONY: demo test bench bench-copilot bench-api bench-events sandbox ui sql install clean extraction-report api openapi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ openapi: install
 ## API latency benchmark: p95 of GET runs / targets / audit, 20 clients for 30 s, SQLite and PostgreSQL.
 bench-api: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_api
+
+## Event throughput: validated outbox writes (SQLite, PostgreSQL), sensor dispatch, replay of 1,000,000 archived events.
+bench-events: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_events
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -19,6 +19,7 @@ from typing import Sequence
 from calibr_pipeline import settings
 from calibr_pipeline.copilot.cli import add_copilot_commands
 from calibr_pipeline.catalog_cli import add_catalog_commands
+from calibr_pipeline.cli_platform import add_platform_commands
 from calibr_pipeline.domain.errors import CalibrError
 
 EXIT_USER_ERROR = 2
@@ -245,6 +246,10 @@ def cmd_sandbox(args) -> int:
 def cmd_demo(args) -> int:
     from calibr_pipeline.demo import run_demo
 
+    from calibr_pipeline.demo_stripe import prepare_environment
+
+    prepare_environment()  # STRIPE_CONNECT_ENABLED: unset CALIBR_STRIPE_* point at the sandbox
+    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     return run_demo(ui=not args.no_ui, port=args.port, host=args.host)
 
 
@@ -284,6 +289,7 @@ def cmd_serve(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CalibrError(f"--port {args.port} is not a TCP port (0-65535)")
+    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     url = args.warehouse_url or settings.warehouse_url()  # read only: the server never migrates
     instance = None if args.no_dagster else _dagster_instance()
     try:
@@ -589,7 +595,8 @@ def cmd_audit(args) -> int:
             print(render_audit_report(session, tenants=[args.tenant] if args.tenant else None), end="")
         return 0
     with session_scope(_warehouse_url(args)) as session:
-        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor, newest_first=not args.oldest_first)
+        rows, next_cursor = query_audit(session, filters, limit=args.limit, cursor=args.cursor, newest_first=not args.oldest_first,
+                                        include_archived=args.include_archived)
     if args.json:
         _print_json({"events": rows, "next_cursor": next_cursor})
         return 0
@@ -669,6 +676,7 @@ def add_pricing_commands(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="a report per tenant: runs, price writes with explain trace, events")
     p.add_argument("--copilot", action="store_true", help="copilot calls instead of events: prompt, tool calls, executed SQL, refusal (newest first)")
+    p.add_argument("--include-archived", action="store_true", help="also read months moved to cold storage by `calibr events archive`")
     p.set_defaults(func=cmd_audit)
 
 
@@ -768,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     from calibr_pipeline.api.commands import add_api_commands  # cheap: its heavy imports are lazy
     add_api_commands(sub)
     add_catalog_commands(sub)
+    add_platform_commands(sub)
     return parser
 
 

@@ -9,9 +9,11 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 # Area modules, not their Definitions objects: Dagster's module loader must find exactly one.
+from calibr_pipeline import settings  # noqa: E402
 from calibr_pipeline.defs.catalog import definitions as catalog_area  # noqa: E402
 from calibr_pipeline.defs.competitors import definitions as competitor_area  # noqa: E402
 from calibr_pipeline.defs.copilot import definitions as copilot_area  # noqa: E402
+from calibr_pipeline.defs.events import definitions as events_area  # noqa: E402
 from calibr_pipeline.defs.operations import definitions as operations_area  # noqa: E402
 from calibr_pipeline.defs.pricing import definitions as pricing_area  # noqa: E402
 from calibr_pipeline.defs.resources import (  # noqa: E402
@@ -34,8 +36,12 @@ def default_resources() -> dict:
 def build_definitions(**resource_overrides) -> dg.Definitions:
     """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
     resources = default_resources() | resource_overrides
-    return dg.Definitions.merge(
-        catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, copilot_area.defs, dg.Definitions(resources=resources))
+    areas = [catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, copilot_area.defs, events_area.defs]
+    if settings.stripe_connect_enabled():  # off: nothing of the Stripe connector is imported
+        from calibr_pipeline.defs.stripe import definitions as stripe_area
+
+        areas.append(stripe_area.defs)
+    return dg.Definitions.merge(*areas, dg.Definitions(resources=resources))
 
 
 defs = build_definitions()

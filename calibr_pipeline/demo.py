@@ -259,6 +259,7 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
     upgrade_to_head(warehouse_url)
 
     world = SandboxWorld(DEMO_TENANTS, seed=DEMO_SEED).start()
+    stoppers: list = []
     try:
         os.environ[settings.SANDBOX_ALLOWED_HOSTS_ENV] = ",".join(world.allowed_hosts)
         today = world.today()
@@ -296,6 +297,12 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         with session_scope(warehouse_url) as session:
             (home / "audit-sample.md").write_text(render_audit_report(session, tenants=tenants))
         print(f"  audit report: {home / 'audit-sample.md'}  (or: calibr audit --markdown)")
+        if settings.stripe_connect_enabled():  # docs/stripe.md
+            from calibr_pipeline.demo_stripe import run_stripe_demo
+
+            stripe_results, stop_stripe = run_stripe_demo(defs, instance, warehouse_url, tenants, today)
+            results |= stripe_results
+            stoppers.append(stop_stripe)
         demo_token, probe_token = create_demo_tokens(warehouse_url, tenants[0])
         print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'} PATH=\"{Path(sys.executable).parent}:$PATH\"")
         print(f"Demo API token ({tenants[0]}, write scope, 30 days): {demo_token}")
@@ -318,6 +325,8 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
             for process in side:
                 _stop(process)
     finally:
+        for stop in stoppers:
+            stop()
         world.stop()
 
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from calibr_pipeline import settings
 from calibr_pipeline.api import auth
 from calibr_pipeline.api.errors import describe_unexpected, error_body, install_error_handlers
 from calibr_pipeline.api.routers import audit, competitors, health, rules, runs
@@ -192,7 +193,13 @@ def create_app(
     app.state.health_checker = health_checker
     install_error_handlers(app)
 
-    for factory in router_factories if router_factories is not None else AREA_ROUTER_FACTORIES:
+    factories = list(router_factories if router_factories is not None else AREA_ROUTER_FACTORIES)
+    if router_factories is None and settings.stripe_connect_enabled():
+        # The Stripe webhook exists only behind its flag (nothing of Stripe is imported otherwise).
+        from calibr_pipeline.api import stripe_webhooks
+
+        factories.append(stripe_webhooks.build_router)
+    for factory in factories:
         # Areas that open their own connections (the copilot's read-only ones) are told the
         # app's warehouse; the others read it from request.app.state.
         extra = {"warehouse_url": warehouse_url} if "warehouse_url" in inspect.signature(factory).parameters else {}

@@ -24,6 +24,9 @@ def cmd_api(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CalibrError(f"--port {args.port} is not a TCP port (0-65535)")
+    from calibr_pipeline import settings
+
+    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
     app = create_app(_url(args))
     print(f"Calibrate API on http://{args.host}:{args.port}/api/v1/docs (console: http://{args.host}:{args.port}/console)", flush=True)
     try:

@@ -3,7 +3,9 @@
 An event is marked dispatched only once a run with ``run_key = event id`` exists. Until
 then every tick requests it again with the same run key, which Dagster de-duplicates: at
 least once from the outbox, exactly once as a run. An event that cannot become a run goes
-to ``outbox_dead_letters`` with the reason.
+to ``outbox_dead_letters`` with the reason. Every event is first read through the event
+registry (validated against the version it was written with, upcast to the current one);
+an event its schema refuses is dead-lettered with the validation message.
 """
 
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.defs.resources import WarehouseResource
-from calibr_pipeline.warehouse.outbox import PendingEvent, dead_letter, mark_dispatched, pending_events
+from calibr_pipeline.events.registry import EventRegistryError
+from calibr_pipeline.warehouse.outbox import PendingEvent, dead_letter, mark_dispatched, pending_events, read_pending
 
 OUTBOX_BATCH = 50
 
@@ -60,8 +63,8 @@ def dispatch_outbox(
                 dispatched += 1
                 continue
             try:
-                dispatch = build(session, event)
-            except ValueError as exc:
+                dispatch = build(session, read_pending(event))
+            except (ValueError, EventRegistryError) as exc:
                 context.log.warning(f"outbox event {event.id} dead-lettered: {exc}")
                 dead_letter(session, event, reason=str(exc))
                 dead += 1

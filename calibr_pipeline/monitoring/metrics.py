@@ -75,6 +75,19 @@ SUCCESS_RATIO_WINDOW = timedelta(hours=24)
 # The schedules whose last success is reported even before the instance has any tick of them.
 SCHEDULE_NAMES: tuple[str, ...] = ("daily_competitor_monitoring", "daily_reconciliation", "hourly_dlq_drain")
 PROBE_TABLE = "probe_results"
+STRIPE_SYNC_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def _timestamp(value: Any) -> float:
+    """A DATETIME from SQLite (ISO text) or Postgres (datetime) as unix seconds; 0 when none."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        from datetime import timezone
+
+        parsed = datetime.fromisoformat(value.replace(" ", "T"))
+        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return value.timestamp()
 
 
 def _num(value: Any) -> float:
@@ -193,6 +206,8 @@ class CalibrCollector(Collector):
                         self._shopify,
                         self._outbox,
                         self._probes,
+                        self._events,
+                        self._stripe,
                     ):
                         try:
                             families.extend(section(connection, tables, now))
@@ -461,6 +476,56 @@ class CalibrCollector(Collector):
             if elapsed is not None:
                 duration.add_metric([target], float(elapsed) * shape.duration_scale)
         return [success, duration]
+
+    # -- events registry and archive (issue 11) ------------------------------------------------
+
+    def _events(self, connection: Connection, tables: set[str], _now: datetime) -> list[Metric]:
+        if "event_archives" not in tables:
+            return []
+        rows = GaugeMetricFamily("calibr_event_archive_rows", "Event rows held in cold-storage archives (not restored).", labels=["table"])
+        newest = GaugeMetricFamily("calibr_event_archive_last_success_timestamp_seconds", "When the newest archive file was committed (0: never).")
+        latest = 0.0
+        for table, count, last in connection.execute(
+            text("SELECT source_table, COALESCE(SUM(row_count), 0), MAX(archived_at) FROM event_archives WHERE state = 'archived' GROUP BY source_table")
+        ):
+            rows.add_metric([table], _num(count))
+            stamp = _timestamp(last)
+            latest = max(latest, stamp)
+        newest.add_metric([], latest)
+        return [rows, newest]
+
+    # -- Stripe connector (issue 11; tables exist whatever STRIPE_CONNECT_ENABLED says) --------
+
+    def _stripe(self, connection: Connection, tables: set[str], _now: datetime) -> list[Metric]:
+        if "stripe_sync_runs" not in tables:
+            return []
+        runs = CounterMetricFamily("calibr_stripe_sync_runs", "Stripe account-day syncs by outcome.", labels=["tenant", "outcome"])
+        duration = HistogramMetricFamily("calibr_stripe_sync_duration_seconds", "Time to sync one Stripe account's day (latency).", labels=["tenant"])
+        samples: dict[str, list[float]] = {}
+        outcomes: dict[tuple[str, str], int] = {}
+        for tenant, error, seconds in connection.execute(
+            text("SELECT t.slug, r.error, r.seconds FROM stripe_sync_runs r JOIN tenants t ON t.id = r.tenant_id")
+        ):
+            samples.setdefault(tenant, []).append(float(seconds))
+            key = (tenant, "error" if error else "ok")
+            outcomes[key] = outcomes.get(key, 0) + 1
+        for tenant in sorted(samples):
+            for outcome in ("ok", "error"):
+                runs.add_metric([tenant, outcome], float(outcomes.get((tenant, outcome), 0)))
+            values = samples[tenant]
+            buckets = [(_le(b), float(sum(1 for x in values if x <= b))) for b in STRIPE_SYNC_BUCKETS] + [("+Inf", float(len(values)))]
+            duration.add_metric([tenant], buckets, sum(values))
+        backlog = GaugeMetricFamily("calibr_stripe_webhook_backlog", "Verified Stripe webhook events waiting in the outbox for the sync sensor.")
+        backlog.add_metric([], _num(connection.execute(
+            text("SELECT COUNT(*) FROM outbox WHERE event_type = 'stripe.webhook.received' AND dispatched_at IS NULL")).scalar()))
+        counted = dict(connection.execute(text("SELECT reason, COUNT(*) FROM stripe_webhook_rejections GROUP BY reason")).all())
+        failures = CounterMetricFamily("calibr_stripe_webhook_signature_failures", "Stripe webhook requests refused before being trusted.", labels=["reason"])
+        for reason in sorted({"signature", "timestamp", "body"} | set(counted)):
+            failures.add_metric([reason], _num(counted.get(reason, 0)))
+        events = CounterMetricFamily("calibr_stripe_webhook_events", "Verified Stripe webhook events by outcome.", labels=["status"])
+        for status, count in connection.execute(text("SELECT status, COUNT(*) FROM stripe_webhook_events GROUP BY status")):
+            events.add_metric([status], _num(count))
+        return [runs, duration, backlog, failures, events]
 
     # -- Dagster ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.domain.money import quantize
 from calibr_pipeline.warehouse.models import EventLog, Project, Tenant
+from calibr_pipeline.warehouse.outbox import read_logged
 
 MAX_PAGE = 500
 
@@ -44,9 +45,13 @@ def decode_cursor(cursor: str) -> int:
 
 
 def query_audit(
-    session: Session, filters: AuditFilters, *, limit: int = 50, cursor: str | None = None, newest_first: bool = False
+    session: Session, filters: AuditFilters, *, limit: int = 50, cursor: str | None = None, newest_first: bool = False,
+    include_archived: bool = False,
 ) -> tuple[list[dict], str | None]:
-    """Events oldest first (or newest first); returns (rows, next cursor or None when this is the last page)."""
+    """Events oldest first (or newest first); returns (rows, next cursor or None when this is the last page).
+
+    ``include_archived`` also reads the months moved to cold storage (``calibr events archive``).
+    """
     if not 1 <= limit <= MAX_PAGE:
         raise CalibrError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     query = (
@@ -72,23 +77,65 @@ def query_audit(
     if cursor:
         after = decode_cursor(cursor)
         query = query.where(EventLog.id < after if newest_first else EventLog.id > after)
-    rows = session.execute(query.limit(limit + 1)).all()
-    page = [
-        {
-            "id": event.id,
-            "at": event.created_at.isoformat(),
-            "tenant": tenant,
-            "project": project,
-            "run_id": event.run_id,
-            "event_type": event.event_type,
-            "actor": event.actor,
-            "correlation_id": event.correlation_id,
-            "payload": event.payload,
-        }
-        for event, tenant, project in rows[:limit]
+    rows = [
+        _audit_row(event.id, event.created_at, tenant, project, event.run_id, event.event_type, event.actor, event.correlation_id,
+                   event.payload, event.schema_version)
+        for event, tenant, project in session.execute(query.limit(limit + 1)).all()
     ]
+    if include_archived:
+        # Archived months live in cold storage with their original ids: merge them in id order.
+        position = decode_cursor(cursor) if cursor else None
+        archived = _archived_audit_rows(session, filters, after_id=None if newest_first else position)
+        if newest_first:
+            archived = [r for r in archived if position is None or r["id"] < position][::-1]
+        rows = sorted(rows + archived[: limit + 1], key=lambda r: r["id"], reverse=newest_first)[: limit + 1]
+    page = rows[:limit]
     next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
     return page, next_cursor
+
+
+def _archived_audit_rows(session: Session, filters: AuditFilters, *, after_id: int | None, limit: int | None = None) -> list[dict]:
+    """The archived events (by id, the first ``limit`` when given) that match the filters."""
+    from calibr_pipeline.events.archive import archived_event_log_rows
+
+    projects = dict(session.execute(select(Project.id, Project.slug)).all())
+    matched = []
+    for raw in archived_event_log_rows(session, tenant=filters.tenant, since=filters.since, until=filters.until):
+        project = projects.get(raw.get("project_id"))
+        if (
+            (after_id is not None and raw["id"] <= after_id)
+            or (filters.project and project != filters.project)
+            or (filters.run_id and raw.get("run_id") != filters.run_id)
+            or (filters.event_types and raw["event_type"] not in filters.event_types)
+            or (filters.since and raw["created_at"] < filters.since)
+            or (filters.until and raw["created_at"] >= filters.until)
+        ):
+            continue
+        tenant = None if raw["tenant_key"] == "_global" else raw["tenant_key"]
+        matched.append(_audit_row(raw["id"], raw["created_at"], tenant, project, raw.get("run_id"), raw["event_type"], raw["actor"],
+                                  raw.get("correlation_id"), raw["payload"], raw.get("schema_version")) | {"archived": True})
+    matched.sort(key=lambda r: r["id"])
+    return matched if limit is None else matched[:limit]
+
+
+def _audit_row(event_id, created_at, tenant, project, run_id, event_type, actor, correlation_id, payload, schema_version) -> dict:
+    """One audit row; the payload upcast to its type's current version (``schema_error`` when it cannot be)."""
+    version, current, problem = read_logged(event_type, schema_version, payload)
+    row = {
+        "id": event_id,
+        "at": created_at.isoformat(),
+        "tenant": tenant,
+        "project": project,
+        "run_id": run_id,
+        "event_type": event_type,
+        "actor": actor,
+        "correlation_id": correlation_id,
+        "payload": current,
+        "schema_version": version,
+    }
+    if problem:
+        row["schema_error"] = problem
+    return row
 
 
 def render_audit_report(session: Session, *, tenants: list[str] | None = None, per_tenant: int = 8) -> str:

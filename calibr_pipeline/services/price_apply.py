@@ -88,7 +88,6 @@ from calibr_pipeline.warehouse.types import utcnow
 
 PAGE_PRODUCTS = 25  # products judged per shop read; bounds memory and the read-to-write gap
 READ_BATCH = 100  # variants per nodes(ids:) read
-SKIP_EVENT = "price.skipped"
 ACTIVE_TARGET_STATES = (TargetState.PENDING.value, TargetState.APPLYING.value)
 # Error types that mean "the request may have reached the shop": such a FAILED target may
 # have been written, so reconciliation and revert look at it too.
@@ -214,9 +213,11 @@ def claim_run(warehouse_url: str, run_id: str, owner: str, *, actor: str, lease_
                 raise RunTaken(f"run {holder} is writing to this project's shop right now; run {run_id} waits its turn (nothing done)")
             raise RunTaken(f"run {run_id} is {run.state} and cannot be claimed; nothing done")
         run = get_run(session, run_id)
-        event = "automation.run.resumed" if previous == RunState.APPLYING else "automation.run.applying"
-        record_event(session, event, {"run_id": run_id, "from_state": str(previous), "owner": owner}, tenant_id=run.tenant_id, actor=actor,
-                     correlation_id=run.correlation_id, project_id=run.project_id, run_id=run_id)
+        where = dict(tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run_id)
+        if previous == RunState.APPLYING:
+            record_event(session, "automation.run.resumed", {"run_id": run_id, "from_state": str(previous), "owner": owner}, **where)
+        else:
+            record_event(session, "automation.run.applying", {"run_id": run_id}, **where)
         selected = session.scalar(select(RuleTarget.id).where(RuleTarget.run_id == run_id, RuleTarget.state == TargetState.APPLYING.value).limit(1))
         if previous in (RunState.PARTIAL, RunState.FAILED) and selected is None:
             # Applying a PARTIAL/FAILED run again is the state machine's "retry failed/all"
@@ -535,8 +536,8 @@ def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target]
         target = session.get(RuleTarget, t.id)
         target.explain = {**(target.explain or {}), "write_time_check": {**decisions[t.id].explain(), "checked_at": now.isoformat()}}
     _resolve_letters(session, [t.id for t, _ in skipped], resolution="skipped")
-    record_events(session, [
-        {"event_type": SKIP_EVENT, "tenant_id": ctx.tenant_id, "project_id": ctx.project_id, "run_id": ctx.run_id, "actor": ctx.actor,
+    record_events(session, "price.skipped", [
+        {"tenant_id": ctx.tenant_id, "project_id": ctx.project_id, "run_id": ctx.run_id, "actor": ctx.actor,
          "correlation_id": ctx.correlation_id,
          "payload": {"run_id": ctx.run_id, "target_id": t.id, "sku": t.sku, "state": state.value, "from": str(t.from_price), "to": str(t.to_price),
                      "reason": decisions[t.id].reason, "bound": decisions[t.id].bound}}
@@ -549,15 +550,18 @@ def audit_write(session: Session, run: RuleRun, target: RuleTarget, *, actor: st
     outside the apply loop (reconciliation, revert preview); unique per idempotency key."""
     if session.scalar(select(PriceAudit.id).where(PriceAudit.idempotency_key == target.idempotency_key)) is not None:
         return
-    event_type = "price.reverted" if run.kind == "revert" else "price.applied"
     session.add(PriceAudit(
         tenant_id=run.tenant_id, project_id=run.project_id, run_id=run.id, target_id=target.id, variant_id=target.variant_id, sku=target.sku,
-        event_type=event_type, actor=actor, from_price=target.from_price, to_price=target.to_price, currency=target.currency,
-        correlation_id=run.correlation_id, idempotency_key=target.idempotency_key, note=note,
+        event_type="price.reverted" if run.kind == "revert" else "price.applied", actor=actor, from_price=target.from_price,
+        to_price=target.to_price, currency=target.currency, correlation_id=run.correlation_id, idempotency_key=target.idempotency_key, note=note,
     ))
-    record_event(session, event_type, {"run_id": run.id, "target_id": target.id, "sku": target.sku, "from": str(target.from_price), "to": str(target.to_price),
-                                       "currency": target.currency, "idempotency_key": target.idempotency_key, "note": note},
-                 tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
+    payload = {"run_id": run.id, "target_id": target.id, "sku": target.sku, "from": str(target.from_price), "to": str(target.to_price),
+               "currency": target.currency, "idempotency_key": target.idempotency_key, "note": note}
+    where = dict(tenant_id=run.tenant_id, actor=actor, correlation_id=run.correlation_id, project_id=run.project_id, run_id=run.id)
+    if run.kind == "revert":
+        record_event(session, "price.reverted", payload, **where)
+    else:
+        record_event(session, "price.applied", payload, **where)
 
 
 def _resolve_letters(session: Session, target_ids: list[int], *, resolution: str) -> None:
@@ -583,7 +587,7 @@ def _mark_applied(session: Session, ctx: _RunContext, targets: list[_Target], su
     )
     already = set(session.scalars(select(PriceAudit.idempotency_key).where(PriceAudit.idempotency_key.in_(list(keys.values())))).all())
     fresh = [t for t in targets if keys[t.id] not in already]
-    event_type = "price.reverted" if ctx.kind == "revert" else "price.applied"
+    event_type = "price.reverted" if ctx.kind == "revert" else "price.applied"  # the audit row's own column
     if fresh:
         session.execute(PriceAudit.__table__.insert(), [
             {"tenant_id": ctx.tenant_id, "project_id": ctx.project_id, "run_id": ctx.run_id, "target_id": t.id, "variant_id": t.variant_id, "sku": t.sku,
@@ -591,13 +595,16 @@ def _mark_applied(session: Session, ctx: _RunContext, targets: list[_Target], su
              "correlation_id": ctx.correlation_id, "idempotency_key": keys[t.id], "note": note, "created_at": now}
             for t in fresh
         ])
-        record_events(session, [
-            {"event_type": event_type, "tenant_id": ctx.tenant_id, "project_id": ctx.project_id, "run_id": ctx.run_id, "actor": ctx.actor,
-             "correlation_id": ctx.correlation_id,
+        events = [
+            {"tenant_id": ctx.tenant_id, "project_id": ctx.project_id, "run_id": ctx.run_id, "actor": ctx.actor, "correlation_id": ctx.correlation_id,
              "payload": {"run_id": ctx.run_id, "target_id": t.id, "sku": t.sku, "from": str(t.from_price), "to": str(t.to_price), "currency": t.currency,
                          "idempotency_key": keys[t.id], "note": note}}
             for t in fresh
-        ])
+        ]
+        if ctx.kind == "revert":
+            record_events(session, "price.reverted", events)
+        else:
+            record_events(session, "price.applied", events)
     # Our catalog mirrors what we wrote until the next sync (one executemany).
     variants = Variant.__table__
     session.execute(
@@ -692,10 +699,11 @@ def _finish(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, su
         ).rowcount
         if done != 1:
             raise LeaseLost(f"run {ctx.run_id}: this writer lost its lease before it could record the outcome")
-        skipped_total = sum(counts.get(s.value, 0) for s in SKIPPED_STATES)
+        applied, failed = counts.get(TargetState.APPLIED.value, 0), counts.get(TargetState.FAILED.value, 0)
+        # Skipped targets are in the run's metadata and in their own price.skipped events.
         record_event(session, "automation.run.completed",
-                     {"run_id": ctx.run_id, "state": outcome.value, "applied": counts.get(TargetState.APPLIED.value, 0),
-                      "failed": counts.get(TargetState.FAILED.value, 0), "skipped": skipped_total},
+                     {"run_id": ctx.run_id, "outcome": outcome.value, "counts": {"applied": applied, "failed": failed, "total": applied + failed},
+                      "write_requests": summary.write_requests},
                      tenant_id=ctx.tenant_id, actor=ctx.actor, correlation_id=ctx.correlation_id, project_id=ctx.project_id, run_id=ctx.run_id)
         session.expire_all()
         write_run_metrics(session, ctx.run_id, throttled=summary.throttled, retries=summary.retries, write_requests=summary.write_requests)

@@ -300,7 +300,12 @@ class EventLog(Base):
     actor: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSON)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events registry version (docs/events.md)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    # SQLite reuses the largest rowid once that row is deleted; archival deletes rows, and a
+    # reused id would collide with an archived one on restore. AUTOINCREMENT never reuses.
+    __table_args__ = {"sqlite_autoincrement": True}
 
 
 def new_event_id() -> str:
@@ -319,6 +324,7 @@ class OutboxEvent(Base):
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict] = mapped_column(JSON)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # events registry version (docs/events.md)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dispatched_run_key: Mapped[str | None] = mapped_column(String(100))
@@ -335,6 +341,7 @@ class OutboxDeadLetter(Base):
     outbox_id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict | None] = mapped_column(JSON)
+    schema_version: Mapped[int | None] = mapped_column(Integer)  # as the event was written
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -684,3 +691,158 @@ class ApiToken(Base):
 # A run's targets page by id (API: GET /api/v1/runs/{id}/targets); without it SQLite sorts
 # the whole run (100,000 targets) for every page.
 Index("ix_rule_targets_run_id_id", RuleTarget.run_id, RuleTarget.id)
+# --- events: archival to cold storage (issue 11; docs/events.md, docs/tables.md) ---------
+
+
+class EventArchive(Base):
+    """One archive file of old events (one table x month x tenant x batch) and its manifest.
+
+    The row is committed in the same transaction that deletes the archived rows, so a file
+    without a row here is an orphan from an interrupted run (never read, cleaned up by the
+    next run) and a row here always means "these rows live in that file, not in the table".
+    """
+
+    __tablename__ = "event_archives"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_table: Mapped[str] = mapped_column(String(32))  # event_log | outbox
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM of created_at (UTC)
+    tenant_key: Mapped[str] = mapped_column(String(64))  # tenant slug, or "_global" for rows without a tenant
+    path: Mapped[str] = mapped_column(String(1000))
+    file_format: Mapped[str] = mapped_column(String(16))  # jsonl.gz | parquet
+    row_count: Mapped[int] = mapped_column(Integer)
+    first_id: Mapped[str] = mapped_column(String(64))
+    last_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="archived")  # archived | restored
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("path"),
+        Index("ix_event_archives_lookup", "source_table", "month", "tenant_key"),
+    )
+
+
+# --- Stripe connector (issue 11, behind STRIPE_CONNECT_ENABLED; docs/stripe.md) ----------
+
+
+class StripeAccount(Base):
+    """A Stripe Connect Standard account a tenant connected through OAuth. Tokens are sealed
+    (Fernet with CALIBR_SECRETS_KEY, ``connectors/stripe/sealing.py``): never logged, never shown."""
+
+    __tablename__ = "stripe_accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    account_id: Mapped[str] = mapped_column(String(64), unique=True)  # acct_...
+    access_token_sealed: Mapped[str] = mapped_column(Text)
+    refresh_token_sealed: Mapped[str | None] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(32))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"StripeAccount(id={self.id!r}, account_id={self.account_id!r}, tokens='***')"
+
+
+class StripeSyncCursor(Base):
+    """Incremental sync position per connected account and object kind: the newest ``created``
+    seen (the next sync lists ``created[gte]`` it and skips ids already stored)."""
+
+    __tablename__ = "stripe_sync_cursors"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    object_kind: Mapped[str] = mapped_column(String(32))  # product | price | payment_intent | balance_transaction
+    created_cursor: Mapped[int] = mapped_column(BigInteger, default=0)  # unix seconds
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("account_id", "object_kind"),)
+
+
+class StripeProductMap(Base):
+    """Stripe products/prices of a connected account linked to our variants: by the ``sku``
+    metadata of the product or price, or by hand (``match_source='manual'``, never overwritten by a sync)."""
+
+    __tablename__ = "stripe_product_map"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    stripe_product_id: Mapped[str] = mapped_column(String(64))
+    stripe_price_id: Mapped[str] = mapped_column(String(64), default="")  # "" for a product without prices
+    product_name: Mapped[str | None] = mapped_column(String(500))
+    sku: Mapped[str | None] = mapped_column(String(200))
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))
+    match_source: Mapped[str] = mapped_column(String(16))  # sku_metadata | manual | unmatched
+    unit_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("account_id", "stripe_product_id", "stripe_price_id", name="uq_stripe_product_map_key"),)
+
+
+class Transaction(Base):
+    """Payments (PaymentIntents) and balance movements (BalanceTransactions) of connected Stripe
+    accounts, money in minor units with the ISO currency (upper case). One row per Stripe object."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    account_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))  # payment_intent | balance_transaction
+    stripe_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))  # PaymentIntent status or BalanceTransaction type
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    net_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurred_date: Mapped[date] = mapped_column(Date)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(500))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_transactions_tenant_date", "tenant_id", "occurred_date", "source"),)
+
+
+class StripeWebhookEvent(Base):
+    """Every verified Stripe webhook event, once (the event id is unique: a resend changes nothing)."""
+
+    __tablename__ = "stripe_webhook_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    status: Mapped[str] = mapped_column(String(16))  # queued (outbox event written) | ignored (unknown type or account)
+    outbox_id: Mapped[str | None] = mapped_column(String(36))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StripeWebhookRejection(Base):
+    """A webhook request refused before it was trusted (bad signature, stale timestamp, bad body)."""
+
+    __tablename__ = "stripe_webhook_rejections"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))  # signature | timestamp | body
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class StripeSyncRun(Base):
+    """One sync of one account and day: how long it took and whether it failed (metrics)."""
+
+    __tablename__ = "stripe_sync_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    account_id: Mapped[str] = mapped_column(String(64))
+    sync_date: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    objects: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -21,6 +21,7 @@ from calibr_pipeline_tests.benchmarks import (
     bench_copilot,
     bench_catalog_sync,
     bench_error_rate,
+    bench_events,
     bench_preview,
     bench_rate_floor,
     bench_scrape,
@@ -36,6 +37,7 @@ BENCHMARKS = (
     ("bench_apply_memory", bench_apply_memory.run),
     ("bench_copilot", bench_copilot.run),
     ("bench_catalog_sync", bench_catalog_sync.run),
+    ("bench_events", bench_events.run),
 )
 
 

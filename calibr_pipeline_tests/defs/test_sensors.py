@@ -60,13 +60,18 @@ def test_competitor_added_event_becomes_one_scrape_of_that_listing(seeded, insta
     assert not _tick(competitor_added_sensor, instance, url).run_requests
 
 
+VALID_ADDED = {"listing_id": 1, "tenant_id": 1, "project": "acme-store", "sku": "A", "url": "https://rival.example/a", "competitor_id": 1}
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
-        (["not", "an", "object"], "payload is list, expected a JSON object"),
-        ({"listing_id": "7"}, "listing_id must be an integer, got '7'"),
-        ({"listing_id": 424242}, "listing 424242 does not exist or is inactive"),
-        ({}, "listing_id must be an integer, got None"),
+        # refused by the registered schema on read (docs/events.md), with the schema path
+        (["not", "an", "object"], "competitor.added v1 payload invalid at $: ['not', 'an', 'object'] is not of type 'object' [schema path: #/type]"),
+        ({**VALID_ADDED, "listing_id": "7"}, "competitor.added v1 payload invalid at $.listing_id: '7' is not of type 'integer' [schema path: #/properties/listing_id/type]"),
+        ({}, "competitor.added v1 payload invalid at $: 'competitor_id' is a required property [schema path: #/required] (and 5 more problem(s))"),
+        # valid by its schema, refused by the sensor's own lookup
+        ({**VALID_ADDED, "listing_id": 424242}, "listing 424242 does not exist or is inactive"),
     ],
 )
 def test_malformed_events_are_dead_lettered_with_the_reason(seeded, instance, payload, reason):

@@ -214,13 +214,16 @@ def test_revert_restores_prices_and_skips_stale_variants(defs, world, warehouse_
 
 def test_malformed_apply_events_are_dead_lettered(defs, world, warehouse_url, instance):
     with session_scope(warehouse_url) as session:
-        session.add(OutboxEvent(id="bad-1", tenant_id=None, event_type="job.rules.apply", payload={"run_id": 42}))
-        session.add(OutboxEvent(id="bad-2", tenant_id=None, event_type="job.rules.apply", payload={"run_id": "no-such-run"}))
+        session.add(OutboxEvent(id="bad-1", tenant_id=None, event_type="job.rules.apply", payload={"run_id": 42, "kind": "apply"}))
+        session.add(OutboxEvent(id="bad-2", tenant_id=None, event_type="job.rules.apply", payload={"run_id": "no-such-run", "kind": "apply"}))
     context = dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(url=warehouse_url)})
     assert not rules_apply_sensor(context).run_requests
     with session_scope(warehouse_url) as session:
         reasons = dict(session.execute(select(OutboxDeadLetter.outbox_id, OutboxDeadLetter.reason)).all())
-    assert reasons == {"bad-1": "run_id must be a non-empty string, got 42", "bad-2": "rule run no-such-run does not exist"}
+    assert reasons == {
+        "bad-1": "job.rules.apply v1 payload invalid at $.run_id: 42 is not of type 'string' [schema path: #/properties/run_id/type]",
+        "bad-2": "rule run no-such-run does not exist",
+    }
 
 
 APPLY_IN_CHILD = """

@@ -1,0 +1,1 @@
+"""Events: the schema registry and upcasters (pure), archival to cold storage (warehouse side)."""

@@ -1,0 +1,178 @@
+"""``calibr doctor``: check the environment and what it points at, with a fix for every problem.
+
+Each check returns one :class:`Check` (``ok``, ``warn`` or ``fail``, a detail and a fix);
+a check never raises and never prints a secret. ``fail`` makes ``calibr doctor`` exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from calibr_pipeline import settings as settings_module
+from calibr_pipeline.settings import CalibrSettings, InvalidEnvironment, load_settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"[{self.status.upper():4}] {self.name}: {self.detail}"
+        return text + (f"\n       fix: {self.fix}" if self.fix and self.status != OK else "")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def check_environment(env: Mapping[str, str]) -> tuple[Check, CalibrSettings | None]:
+    try:
+        loaded = load_settings(env)
+    except InvalidEnvironment as exc:
+        return Check("environment", FAIL, str(exc).removeprefix("invalid environment: ").removesuffix(" (run `calibr doctor` for fixes)"),
+                     "correct the variables named above; every variable, its type and default are listed in .env.example"), None
+    unknown = sorted(k for k in env if k.startswith("CALIBR_") and k not in settings_module.variable_names())
+    if unknown:
+        return Check("environment", WARN, f"unknown variable(s) {', '.join(unknown)} (typo?)",
+                     "remove them or correct the name; .env.example lists every variable"), loaded
+    return Check("environment", OK, f"{sum(1 for k in env if k.startswith('CALIBR_'))} CALIBR_* variable(s) set, all valid"), loaded
+
+
+def check_database(url: str) -> Check:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from calibr_pipeline.warehouse.engine import alembic_config, current_revision, get_engine
+
+    shown = _redact(url)
+    try:
+        with get_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        return Check("database", FAIL, f"{shown} is unreachable: {reason}",
+                     "start the database or correct CALIBR_WAREHOUSE_URL (unset it for the embedded SQLite warehouse)")
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    current = current_revision(url)
+    if current != head:
+        return Check("database", FAIL, f"{shown} is at migration {current or 'none'}, the code expects {head}", "run `calibr db upgrade`")
+    return Check("database", OK, f"{shown} reachable, migrated to {head}")
+
+
+def check_dagster_instance(env: Mapping[str, str]) -> Check:
+    home = env.get("DAGSTER_HOME")
+    if not home:
+        return Check("dagster instance", WARN, "DAGSTER_HOME is not set: the CLI uses $CALIBR_HOME/dagster_home, `dagster dev` a temporary instance",
+                     "export DAGSTER_HOME=/path/with/dagster.yaml so the daemon, the UI and the CLI share one instance")
+    path = Path(home)
+    if not path.is_dir():
+        return Check("dagster instance", FAIL, f"DAGSTER_HOME={home} does not exist", f"mkdir -p {home} && cp dagster.yaml {home}/")
+    config = path / "dagster.yaml"
+    if not config.exists():
+        return Check("dagster instance", WARN, f"{config} is missing: Dagster uses its defaults", f"cp dagster.yaml {home}/")
+    try:
+        import yaml
+
+        yaml.safe_load(config.read_text())
+    except Exception as exc:
+        return Check("dagster instance", FAIL, f"{config} is not valid YAML: {' '.join(str(exc).split())[:160]}", "fix the file (see dagster.yaml in the repository)")
+    if "CALIBR_DAGSTER_PG_URL" in config.read_text() and not env.get("CALIBR_DAGSTER_PG_URL"):
+        return Check("dagster instance", FAIL, f"{config} reads CALIBR_DAGSTER_PG_URL, which is not set", "export CALIBR_DAGSTER_PG_URL or use the SQLite dagster.yaml")
+    return Check("dagster instance", OK, f"DAGSTER_HOME={home} with dagster.yaml")
+
+
+def check_secrets_key(loaded: CalibrSettings | None) -> Check:
+    if loaded is None:
+        return Check("secrets key", WARN, "not checked: the environment is invalid", "fix the environment first")
+    if loaded.SECRETS_KEY is None:
+        status = FAIL if loaded.STRIPE_CONNECT_ENABLED else WARN
+        return Check("secrets key", status, "CALIBR_SECRETS_KEY is not set: connector secrets (Stripe Connect tokens) cannot be stored",
+                     "export CALIBR_SECRETS_KEY=$(calibr env generate-key) and keep it in your secret store")
+    return Check("secrets key", OK, "CALIBR_SECRETS_KEY is a valid Fernet key")
+
+
+def _tcp(url: str, timeout: float) -> str | None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "no host in the URL"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def check_endpoints(url: str | None, loaded: CalibrSettings | None, *, timeout: float = 2.0, probe: Callable[[str, float], str | None] = _tcp) -> list[Check]:
+    """The shops' Admin endpoints (sandbox or real) and the Stripe API when the connector is on."""
+    checks = []
+    if url is not None:
+        try:
+            from sqlalchemy import select
+
+            from calibr_pipeline.warehouse.engine import session_scope
+            from calibr_pipeline.warehouse.models import Shop
+
+            with session_scope(url) as session:
+                shops = session.execute(select(Shop.name, Shop.admin_endpoint).where(Shop.admin_endpoint.is_not(None))).all()
+        except Exception:
+            shops = []
+        for name, endpoint in shops:
+            problem = probe(endpoint, timeout)
+            checks.append(
+                Check(f"shop {name}", OK, f"{endpoint} answers") if problem is None else
+                Check(f"shop {name}", FAIL, f"{endpoint} is unreachable: {problem}",
+                      "start the sandbox (`make sandbox`) or correct the shop endpoint (`calibr shops add --endpoint ...`)")
+            )
+        if not shops:
+            checks.append(Check("shops", WARN, "no shop with an Admin endpoint is registered", "connect a shop: calibr shops add --project P --name N --endpoint URL"))
+    if loaded is not None and loaded.STRIPE_CONNECT_ENABLED:
+        base = loaded.STRIPE_API_BASE or "https://api.stripe.com"
+        problem = probe(base, timeout)
+        checks.append(Check("stripe api", OK, f"{base} answers") if problem is None else
+                      Check("stripe api", FAIL, f"{base} is unreachable: {problem}", "start the Stripe sandbox or correct CALIBR_STRIPE_API_BASE"))
+    return checks
+
+
+def check_archive(loaded: CalibrSettings | None) -> Check:
+    if loaded is None:
+        return Check("event archive", WARN, "not checked: the environment is invalid", "fix the environment first")
+    target = loaded.events_archive_url
+    if "://" in target and not target.startswith("file://"):
+        return Check("event archive", OK, f"{target} (remote; checked when `calibr events archive` runs)")
+    path = Path(target.removeprefix("file://"))
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK):
+        return Check("event archive", FAIL, f"{path} is not writable", "set CALIBR_EVENTS_ARCHIVE_URL to a writable folder or fsspec URL")
+    return Check("event archive", OK, f"{path} writable")
+
+
+def run_doctor(env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> list[Check]:
+    env = dict(os.environ if env is None else env)
+    env_check, loaded = check_environment(env)
+    checks = [env_check]
+    url = warehouse_url
+    if url is None and loaded is not None:
+        url = loaded.WAREHOUSE_URL or settings_module.warehouse_url(env)
+    db = check_database(url) if url else Check("database", WARN, "not checked: the environment is invalid", "fix the environment first")
+    checks.append(db)
+    checks.append(check_dagster_instance(env))
+    checks.append(check_secrets_key(loaded))
+    checks.append(check_archive(loaded))
+    checks.extend(check_endpoints(url if db.status == OK else None, loaded))
+    return checks
