@@ -24,14 +24,15 @@ def test_audit_limit_shows_the_newest_events_with_a_header(sqlite_warehouse_url,
     with session_scope(sqlite_warehouse_url) as session:
         tenant = get_or_create_tenant(session, "acme")
         for i in range(8):
-            record_event(session, "test.event", {"n": i}, tenant_id=tenant.id, actor="test")
+            # any registered type will do (the registry refuses unknown ones)
+            record_event(session, "automation.run.retry", {"run_id": "r", "targets": [i + 1]}, tenant_id=tenant.id, actor="test")
     assert main(["--warehouse-url", sqlite_warehouse_url, "audit", "--tenant", "acme", "--limit", "3"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("id\tat\ttenant") and [line.split("\t")[-1] for line in lines[1:]] == ['{"n": 7}', '{"n": 6}', '{"n": 5}']
+    assert lines[0].startswith("id\tat\ttenant") and [line.split("\t")[-1] for line in lines[1:]] == [f'{{"run_id": "r", "targets": [{n}]}}' for n in (8, 7, 6)]
     assert "newest first" in captured.err
     assert main(["--warehouse-url", sqlite_warehouse_url, "audit", "--tenant", "acme", "--limit", "3", "--oldest-first"]) == 0
-    assert [line.split("\t")[-1] for line in capsys.readouterr().out.strip().splitlines()[1:]] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
+    assert [line.split("\t")[-1] for line in capsys.readouterr().out.strip().splitlines()[1:]] == [f'{{"run_id": "r", "targets": [{n}]}}' for n in (1, 2, 3)]
 
 
 def test_an_empty_new_warehouse_is_announced_with_a_hint(tmp_path, capsys, monkeypatch):
