@@ -9,6 +9,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 # Area modules, not their Definitions objects: Dagster's module loader must find exactly one.
+from calibr_pipeline.defs.analytics import definitions as analytics_area  # noqa: E402
 from calibr_pipeline.defs.catalog import definitions as catalog_area  # noqa: E402
 from calibr_pipeline.defs.competitors import definitions as competitor_area  # noqa: E402
 from calibr_pipeline.defs.operations import definitions as operations_area  # noqa: E402
@@ -34,7 +35,7 @@ def build_definitions(**resource_overrides) -> dg.Definitions:
     """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
     resources = default_resources() | resource_overrides
     return dg.Definitions.merge(
-        catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, dg.Definitions(resources=resources))
+        catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, analytics_area.defs, dg.Definitions(resources=resources))
 
 
 defs = build_definitions()

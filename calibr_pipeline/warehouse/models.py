@@ -594,3 +594,97 @@ class ConnectorRequestStat(Base):
         UniqueConstraint("connector", "status", "tenant_id", "dagster_run_id", "minute", name="uq_connector_request_stats_key"),
         Index("ix_connector_request_stats_minute", "minute"),
     )
+
+
+# --- Analytics sources (issue 8): orders, order lines, refunds, rejected order records ---------
+#
+# Natural primary keys (the platform's ids), no surrogate counters: re-running a
+# partition rewrites the very same rows, so a re-run leaves the tables byte-identical.
+
+
+class SalesOrder(Base):
+    """One order as the sales channel reports it (latest state: refunds included)."""
+
+    __tablename__ = "orders"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    channel: Mapped[str] = mapped_column(String(32))  # shopify | amazon
+    name: Mapped[str] = mapped_column(String(200))
+    order_day: Mapped[date] = mapped_column(Date)  # UTC day of created_at
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_name: Mapped[str | None] = mapped_column(String(100))
+    synced_day: Mapped[date] = mapped_column(Date)  # the partition (updated_at day) that wrote this state
+
+    __table_args__ = (Index("ix_orders_project_day", "project_id", "order_day"),)
+
+
+class SalesOrderLine(Base):
+    """One line item: what was sold, how many, at which unit prices (exact, order currency)."""
+
+    __tablename__ = "order_lines"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    order_external_id: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    order_day: Mapped[date] = mapped_column(Date)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))  # NULL: not in our catalog
+    variant_external_id: Mapped[str | None] = mapped_column(String(200))
+    sku: Mapped[str | None] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    original_unit_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    discounted_unit_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    __table_args__ = (
+        Index("ix_order_lines_order", "shop_id", "order_external_id"),
+        Index("ix_order_lines_project_day", "project_id", "order_day"),
+    )
+
+
+class SalesRefundLine(Base):
+    """Units and money given back for one line of one refund."""
+
+    __tablename__ = "order_refund_lines"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    refund_external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    line_external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    order_external_id: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    refunded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refund_day: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    __table_args__ = (Index("ix_order_refund_lines_order", "shop_id", "order_external_id"),)
+
+
+class OrderSyncError(Base):
+    """An order record that failed validation, kept whole with the reason (nothing dropped).
+
+    Keyed by the partition that read it: re-running the partition replaces its rows.
+    """
+
+    __tablename__ = "order_sync_errors"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    partition_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # order in the API's answer
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # the record as received (JSON)

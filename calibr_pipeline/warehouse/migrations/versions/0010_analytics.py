@@ -1,11 +1,13 @@
-"""analytics: reserved for issue 8 (analytics sources)
+"""analytics sources: orders, order lines, refund lines, rejected order records
 
 Revision ID: 0010
 Revises: 0009
-
-The revision chain is laid out ahead of the work so that areas developed in parallel
-each own one migration file; a revision with nothing in it yet changes nothing.
 """
+from alembic import op
+import sqlalchemy as sa
+
+import calibr_pipeline.warehouse.types
+
 
 revision = '0010'
 down_revision = '0009'
@@ -14,8 +16,90 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('order_refund_lines',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('refund_external_id', sa.String(length=200), nullable=False),
+    sa.Column('line_external_id', sa.String(length=200), nullable=False),
+    sa.Column('order_external_id', sa.String(length=200), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('refunded_at', calibr_pipeline.warehouse.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('refund_day', sa.Date(), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('amount', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_order_refund_lines_project_id_projects')),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_order_refund_lines_shop_id_shops')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_order_refund_lines_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('shop_id', 'refund_external_id', 'line_external_id', name=op.f('pk_order_refund_lines'))
+    )
+    op.create_index('ix_order_refund_lines_order', 'order_refund_lines', ['shop_id', 'order_external_id'], unique=False)
+    op.create_table('order_sync_errors',
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('partition_day', sa.Date(), nullable=False),
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('external_id', sa.String(length=200), nullable=True),
+    sa.Column('field', sa.String(length=200), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_order_sync_errors_shop_id_shops')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_order_sync_errors_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'partition_day', 'shop_id', 'position', name=op.f('pk_order_sync_errors'))
+    )
+    op.create_table('orders',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('external_id', sa.String(length=200), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('order_day', sa.Date(), nullable=False),
+    sa.Column('created_at', calibr_pipeline.warehouse.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', calibr_pipeline.warehouse.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('cancelled_at', calibr_pipeline.warehouse.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('test', sa.Boolean(), nullable=False),
+    sa.Column('source_name', sa.String(length=100), nullable=True),
+    sa.Column('synced_day', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_orders_project_id_projects')),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_orders_shop_id_shops')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_orders_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('shop_id', 'external_id', name=op.f('pk_orders'))
+    )
+    op.create_index('ix_orders_project_day', 'orders', ['project_id', 'order_day'], unique=False)
+    op.create_table('order_lines',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('external_id', sa.String(length=200), nullable=False),
+    sa.Column('order_external_id', sa.String(length=200), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('order_day', sa.Date(), nullable=False),
+    sa.Column('variant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('variant_external_id', sa.String(length=200), nullable=True),
+    sa.Column('sku', sa.String(length=200), nullable=True),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('original_unit_price', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=False),
+    sa.Column('discounted_unit_price', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_order_lines_project_id_projects')),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_order_lines_shop_id_shops')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_order_lines_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['variant_id'], ['variants.id'], name=op.f('fk_order_lines_variant_id_variants')),
+    sa.PrimaryKeyConstraint('shop_id', 'external_id', name=op.f('pk_order_lines'))
+    )
+    op.create_index('ix_order_lines_order', 'order_lines', ['shop_id', 'order_external_id'], unique=False)
+    op.create_index('ix_order_lines_project_day', 'order_lines', ['project_id', 'order_day'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index('ix_order_lines_project_day', table_name='order_lines')
+    op.drop_index('ix_order_lines_order', table_name='order_lines')
+    op.drop_table('order_lines')
+    op.drop_index('ix_orders_project_day', table_name='orders')
+    op.drop_table('orders')
+    op.drop_table('order_sync_errors')
+    op.drop_index('ix_order_refund_lines_order', table_name='order_refund_lines')
+    op.drop_table('order_refund_lines')
