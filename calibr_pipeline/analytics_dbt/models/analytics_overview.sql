@@ -8,13 +8,18 @@
 --   runs_*              rule runs finishing that day, by outcome
 with sales as (
     select project_id, day,
-           sum(orders) as orders, sum(net_units) as units,
+           sum(net_units) as units,
            sum(revenue_minor) as revenue_minor,
            sum(cost_minor) as cost_minor,
            sum(margin_minor) as margin_minor,
            sum(case when margin_minor is not null then revenue_minor end) as revenue_with_cost_minor
     from {{ ref('sales_daily') }}
     group by project_id, day
+),
+orders as (
+    select project_id, order_day as day, count(distinct order_external_id) as orders
+    from {{ ref('stg_order_lines') }}
+    group by project_id, order_day
 ),
 market as (
     select project_id, position_date as day,
@@ -47,7 +52,7 @@ select
     p.slug as project_slug,
     p.currency,
     c.day,
-    coalesce(s.orders, 0) as orders,
+    coalesce(o.orders, 0) as orders,
     coalesce(s.units, 0) as units,
     coalesce(s.revenue_minor, 0) as revenue_minor,
     s.cost_minor,
@@ -65,6 +70,7 @@ select
 from {{ source('warehouse', 'projects') }} p
 cross join {{ ref('calendar_days') }} c
 left join sales s on s.project_id = p.id and s.day = c.day
+left join orders o on o.project_id = p.id and o.day = c.day
 left join market m on m.project_id = p.id and m.day = c.day
 left join changes ch on ch.project_id = p.id and ch.day = c.day
 left join runs r on r.project_id = p.id and r.day = c.day
