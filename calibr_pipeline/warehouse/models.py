@@ -688,3 +688,40 @@ class OrderSyncError(Base):
     field: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)  # the record as received (JSON)
+
+
+class CompetitorTrendFlag(Base):
+    """A trend flag raised for one SKU (and competitor listing) as of a day; see domain/trends.py.
+
+    ``size_pct`` is the move, shift, gap or margin drop in percent; ``statistic`` the
+    test statistic (Mann–Kendall z, Welch t) when the rule has one.
+    """
+
+    __tablename__ = "competitor_trends"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    as_of_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    sku: Mapped[str] = mapped_column(String(200))
+    competitor_id: Mapped[int | None] = mapped_column(ForeignKey("competitors.id"))
+    listing_id: Mapped[int | None] = mapped_column(ForeignKey("competitor_listings.id"))
+    flag: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(8))
+    window_days: Mapped[int] = mapped_column(Integer)
+    size_pct: Mapped[float] = mapped_column(Float)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text)
+
+
+class WeeklyDigest(Base):
+    """The weekly insight digest of one tenant (ISO week starting ``week_start``)."""
+
+    __tablename__ = "weekly_digests"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    week_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    markdown: Mapped[str] = mapped_column(Text)
+    charts: Mapped[list] = mapped_column(JSON, default=list)  # file names next to the Markdown
+    directory: Mapped[str] = mapped_column(String(1000))  # where the Markdown and PNGs were written

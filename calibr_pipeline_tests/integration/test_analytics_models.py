@@ -40,6 +40,7 @@ from calibr_pipeline.warehouse.models import (
 )
 from calibr_pipeline.warehouse.tenancy import get_or_create_project, get_or_create_tenant, upsert_shop
 from calibr_pipeline_tests.conftest import _fresh_postgres_database, variant
+from calibr_pipeline_tests.connectors.test_alerts import receiver, smtp_server  # noqa: F401  (loopback fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +201,55 @@ def test_price_change_frequency_and_top_skus(built):
     assert [r for r in top if r[0] == "revenue"] == [("revenue", 1, "A", 2700, 2000), ("revenue", 2, "B", 2000, 1800), ("revenue", 3, "C", 500, 0)]
     assert [r[2:4] for r in top if r[0] == "mover"] == [("A", 700), ("C", 500), ("B", 200)]
     assert [r[2:4] for r in top if r[0] == "margin"] == [("A", 900), ("B", 750)]
+
+
+def test_trends_then_the_weekly_digest_rendered_stored_and_delivered(built, tmp_path, monkeypatch, receiver, smtp_server):
+    from calibr_pipeline.defs.analytics.digest import WEEKLY_TENANT_PARTITIONS  # noqa: F401
+    from calibr_pipeline.defs.partitions import TENANT_PARTITIONS, DayTenant
+    from calibr_pipeline.defs.resources import AlertsResource
+
+    url, _ = built
+    monkeypatch.setenv("CALIBR_ALERT_SLACK_WEBHOOK_URL", receiver.url("/services/T/B/digest"))
+    monkeypatch.setenv("CALIBR_ALERT_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("CALIBR_ALERT_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("CALIBR_ALERT_SMTP_FROM", "digest@calibrate.example")
+    monkeypatch.setenv("CALIBR_ALERT_SMTP_TO", "owner@fixture.example")
+    defs = build_definitions(warehouse=WarehouseResource(url=url), alerts=AlertsResource())
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANT_PARTITIONS.name, ["fixture"])
+        trends = defs.resolve_job_def("competitor_trends").execute_in_process(
+            instance=instance, partition_key=DayTenant(dt.date(2026, 3, 6), "fixture").key
+        )
+        assert trends.success
+        run_config = {"ops": {"weekly_digest": {"config": {"directory": str(tmp_path)}}}}
+        key = dg.MultiPartitionKey({"week": "2026-03-02", "tenant": "fixture"})
+        first = defs.resolve_job_def("weekly_digest").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
+        assert first.success
+        (materialization,) = first.asset_materializations_for_node("weekly_digest")
+        markdown = materialization.metadata["digest"].value
+        # Week 03-02..03-08 against 02-23..03-01: the fixture's exact figures.
+        assert "| Revenue | 52.00 USD | 38.00 USD | +36.8% |" in markdown
+        assert "| Gross margin | 16.50 USD | 13.50 USD | +22.2% |" in markdown
+        assert "1. `A`: 27.00 USD" in markdown and "Rule runs: 2 applied, 0 partial, 1 failed." in markdown
+        folder = tmp_path / "fixture" / "2026-03-02"
+        files = {p.name for p in folder.iterdir()}
+        assert files == {"digest.md", "revenue_margin.png", "price_index.png", "top_movers.png", "trend_flags.png"}
+        assert all((folder / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files if f.endswith(".png"))
+        assert (folder / "digest.md").read_text() == markdown
+        assert rows(url, "SELECT markdown FROM weekly_digests") == [(markdown,)]
+
+        # Delivered: e-mail with the Markdown and the four charts attached, Slack summary with a link.
+        (_sender, recipients, message) = smtp_server.messages[-1]
+        assert recipients == ["owner@fixture.example"]
+        attached = {part.get_filename(): part.get_content_type() for part in message.walk() if part.get_filename()}
+        assert attached == {"digest.md": "text/markdown", **{n: "image/png" for n in files if n.endswith(".png")}}
+        (slack,) = receiver.bodies("/services/T/B/digest")
+        assert "revenue 52.00 USD (+36.8% w/w)" in slack["text"]
+        assert any("Open the full report" in b["text"]["text"] for b in slack["blocks"] if b["type"] == "section")
+        pngs = {f: (folder / f).read_bytes() for f in files}
+
+        # Re-running the week rewrites identical files and row.
+        again = defs.resolve_job_def("weekly_digest").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
+        assert again.success
+        assert {f: (folder / f).read_bytes() for f in files} == pngs
+        assert rows(url, "SELECT COUNT(*) FROM weekly_digests") == [(1,)]

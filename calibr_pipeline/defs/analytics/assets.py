@@ -71,3 +71,35 @@ def shop_orders(
             "shops_without_order_source": dg.MetadataValue.json(without_source),
         }
     )
+
+
+@dg.asset(
+    partitions_def=DAILY_TENANT_PARTITIONS,
+    group_name="analytics",
+    kinds={"python", "sql"},
+    deps=[dg.AssetKey("price_history"), dg.AssetKey("sales_daily"), dg.AssetKey("normalized_price_snapshots")],
+    description=(
+        "Trend flags as of the partition's day, per SKU and competitor listing, in `competitor_trends`: "
+        "sustained moves (Theil–Sen slope + Mann–Kendall test over 14 days), level shifts (Welch t at the "
+        "best split), undercutting streaks, competitors out of stock, and our margin erosion (7 days vs the "
+        "7 before). Each flag states its window, size and significance; see docs/analytics.md."
+    ),
+)
+def competitor_trends(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from sqlalchemy import func, select
+
+    from calibr_pipeline.services.trends import compute_trends
+    from calibr_pipeline.warehouse.models import CompetitorTrendFlag
+
+    partition = day_tenant(context)
+    with warehouse.session() as session:
+        tenant = tenant_by_slug(session, partition.tenant_slug)
+        raised = compute_trends(session, tenant.id, partition.day)
+        by_flag = dict(
+            session.execute(
+                select(CompetitorTrendFlag.flag, func.count())
+                .where(CompetitorTrendFlag.tenant_id == tenant.id, CompetitorTrendFlag.as_of_day == partition.day)
+                .group_by(CompetitorTrendFlag.flag)
+            ).all()
+        )
+    return dg.MaterializeResult(metadata={"flags": raised, "by_flag": dg.MetadataValue.json(by_flag)})

@@ -1,7 +1,8 @@
 import dagster as dg
 
-from calibr_pipeline.defs.analytics.assets import shop_orders
+from calibr_pipeline.defs.analytics.assets import competitor_trends, shop_orders
 from calibr_pipeline.defs.analytics.dbt import analytics_models
+from calibr_pipeline.defs.analytics.digest import WEEKLY_TENANT_PARTITIONS, weekly_digest
 from calibr_pipeline.defs.partitions import DAILY_TENANT_PARTITIONS
 
 order_sync_job = dg.define_asset_job(
@@ -17,4 +18,21 @@ analytics_models_job = dg.define_asset_job(
     description="dbt build of the analytics models (price history, sales, overview, top SKUs, change frequency) and their tests.",
 )
 
-defs = dg.Definitions(assets=[shop_orders, analytics_models], jobs=[order_sync_job, analytics_models_job])
+trends_job = dg.define_asset_job(
+    "competitor_trends",
+    selection=[competitor_trends],
+    partitions_def=DAILY_TENANT_PARTITIONS,
+    description="Trend flags (sustained moves, level shifts, undercutting, out of stock, margin erosion) as of the day.",
+)
+
+weekly_digest_job = dg.define_asset_job(
+    "weekly_digest",
+    selection=[weekly_digest],
+    partitions_def=WEEKLY_TENANT_PARTITIONS,
+    description="Render and deliver the tenant's weekly insight digest.",
+)
+
+defs = dg.Definitions(
+    assets=[shop_orders, analytics_models, competitor_trends, weekly_digest],
+    jobs=[order_sync_job, analytics_models_job, trends_job, weekly_digest_job],
+)

@@ -1,4 +1,4 @@
-"""analytics sources: orders, order lines, refund lines, rejected order records
+"""analytics: orders, order lines, refund lines, rejected order records, competitor trend flags, weekly digests
 
 Revision ID: 0010
 Revises: 0009
@@ -16,6 +16,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('weekly_digests',
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('week_start', sa.Date(), nullable=False),
+    sa.Column('markdown', sa.Text(), nullable=False),
+    sa.Column('charts', sa.JSON(), nullable=False),
+    sa.Column('directory', sa.String(length=1000), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_weekly_digests_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'week_start', name=op.f('pk_weekly_digests'))
+    )
     op.create_table('order_refund_lines',
     sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('refund_external_id', sa.String(length=200), nullable=False),
@@ -92,9 +101,32 @@ def upgrade() -> None:
     )
     op.create_index('ix_order_lines_order', 'order_lines', ['shop_id', 'order_external_id'], unique=False)
     op.create_index('ix_order_lines_project_day', 'order_lines', ['project_id', 'order_day'], unique=False)
+    op.create_table('competitor_trends',
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('as_of_day', sa.Date(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('variant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('sku', sa.String(length=200), nullable=False),
+    sa.Column('competitor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('listing_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('flag', sa.String(length=32), nullable=False),
+    sa.Column('direction', sa.String(length=8), nullable=False),
+    sa.Column('window_days', sa.Integer(), nullable=False),
+    sa.Column('size_pct', sa.Float(), nullable=False),
+    sa.Column('statistic', sa.Float(), nullable=True),
+    sa.Column('explanation', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['competitor_id'], ['competitors.id'], name=op.f('fk_competitor_trends_competitor_id_competitors')),
+    sa.ForeignKeyConstraint(['listing_id'], ['competitor_listings.id'], name=op.f('fk_competitor_trends_listing_id_competitor_listings')),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_competitor_trends_project_id_projects')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_competitor_trends_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['variant_id'], ['variants.id'], name=op.f('fk_competitor_trends_variant_id_variants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'as_of_day', 'position', name=op.f('pk_competitor_trends'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('competitor_trends')
     op.drop_index('ix_order_lines_project_day', table_name='order_lines')
     op.drop_index('ix_order_lines_order', table_name='order_lines')
     op.drop_table('order_lines')
@@ -103,3 +135,4 @@ def downgrade() -> None:
     op.drop_table('order_sync_errors')
     op.drop_index('ix_order_refund_lines_order', table_name='order_refund_lines')
     op.drop_table('order_refund_lines')
+    op.drop_table('weekly_digests')
