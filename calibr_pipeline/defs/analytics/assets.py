@@ -1,5 +1,7 @@
 """Analytics sources: sales orders per (day, tenant), read-only from the shops."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from calibr_pipeline.defs.catalog.assets import shop_catalog
@@ -11,11 +13,17 @@ from calibr_pipeline.services.order_sync import sync_shop_orders
 from calibr_pipeline.warehouse.tenancy import shops_for_tenant, tenant_by_slug
 
 
+# The 06:00 UTC sync must have landed by 08:00 (and be newer than 04:00).
+ORDERS_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 8 * * *", lower_bound_delta=timedelta(hours=4), timezone="UTC")
+TRENDS_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 8 * * *", lower_bound_delta=timedelta(hours=2), timezone="UTC")
+
+
 @dg.asset(
     partitions_def=DAILY_TENANT_PARTITIONS,
     group_name="analytics",
     kinds={"shopify", "sql"},
     deps=[shop_catalog],
+    freshness_policy=ORDERS_FRESHNESS,
     description=(
         "Sales orders whose last update falls on the partition's UTC day (incremental on "
         "`updated_at`), read from the Shopify Admin GraphQL `orders` connection (paginated, "
@@ -78,6 +86,7 @@ def shop_orders(
     group_name="analytics",
     kinds={"python", "sql"},
     deps=[dg.AssetKey("price_history"), dg.AssetKey("sales_daily"), dg.AssetKey("normalized_price_snapshots")],
+    freshness_policy=TRENDS_FRESHNESS,
     description=(
         "Trend flags as of the partition's day, per SKU and competitor listing, in `competitor_trends`: "
         "sustained moves (Theil–Sen slope + Mann–Kendall test over 14 days), level shifts (Welch t at the "
@@ -103,3 +112,30 @@ def competitor_trends(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             ).all()
         )
     return dg.MaterializeResult(metadata={"flags": raised, "by_flag": dg.MetadataValue.json(by_flag)})
+
+
+@dg.asset_check(
+    asset=shop_orders,
+    name="order_days_complete",
+    description=(
+        "Freshness across partitions: every tenant's orders are synced for each of the last 14 days up to "
+        "yesterday. A missed day fails the check (naming it) until the 06:00 schedule's catch-up fills it."
+    ),
+)
+def order_days_complete(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    import datetime as dt
+
+    from calibr_pipeline.defs.analytics.schedules import CATCH_UP_DAYS, ORDERS_ASSET, missing_order_days
+    from calibr_pipeline.defs.partitions import TENANT_PARTITIONS
+
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    tenants = context.instance.get_dynamic_partitions(TENANT_PARTITIONS.name)
+    gaps = missing_order_days(
+        context.instance.get_materialized_partitions(ORDERS_ASSET), tenants, yesterday - dt.timedelta(days=CATCH_UP_DAYS - 1), yesterday
+    )
+    return dg.AssetCheckResult(
+        passed=not gaps,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="all days synced" if not gaps else f"{sum(map(len, gaps.values()))} missed day(s)",
+        metadata={"missing_days": dg.MetadataValue.json({t: [d.isoformat() for d in days] for t, days in gaps.items()})},
+    )

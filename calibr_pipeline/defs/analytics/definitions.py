@@ -1,8 +1,9 @@
 import dagster as dg
 
-from calibr_pipeline.defs.analytics.assets import competitor_trends, shop_orders
+from calibr_pipeline.defs.analytics.assets import competitor_trends, order_days_complete, shop_orders
 from calibr_pipeline.defs.analytics.dbt import analytics_models
 from calibr_pipeline.defs.analytics.digest import WEEKLY_TENANT_PARTITIONS, weekly_digest
+from calibr_pipeline.defs.analytics.schedules import SCHEDULES
 from calibr_pipeline.defs.partitions import DAILY_TENANT_PARTITIONS
 
 order_sync_job = dg.define_asset_job(
@@ -32,7 +33,15 @@ weekly_digest_job = dg.define_asset_job(
     description="Render and deliver the tenant's weekly insight digest.",
 )
 
+order_freshness_job = dg.define_asset_job(
+    "order_freshness",
+    selection=dg.AssetSelection.checks(order_days_complete),
+    description="Check that every tenant's orders are synced for each of the last 14 days.",
+)
+
 defs = dg.Definitions(
     assets=[shop_orders, analytics_models, competitor_trends, weekly_digest],
-    jobs=[order_sync_job, analytics_models_job, trends_job, weekly_digest_job],
+    asset_checks=[order_days_complete],
+    jobs=[order_sync_job, order_freshness_job, analytics_models_job, trends_job, weekly_digest_job],
+    schedules=SCHEDULES,
 )

@@ -1,6 +1,7 @@
 """The weekly insight digest asset (week × tenant) and its delivery through the alerts resource."""
 
 import datetime as dt
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -25,8 +26,13 @@ class DigestConfig(dg.Config):
     deliver: bool = True
 
 
+# Sent Mondays 07:00 UTC; last week's digest must exist by 09:00.
+DIGEST_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 9 * * 1", lower_bound_delta=timedelta(hours=3), timezone="UTC")
+
+
 @dg.asset(
     partitions_def=WEEKLY_TENANT_PARTITIONS,
+    freshness_policy=DIGEST_FRESHNESS,
     group_name="analytics",
     kinds={"python", "markdown"},
     deps=[dg.AssetKey("analytics_overview"), dg.AssetKey("top_skus"), dg.AssetKey("competitor_trends")],
