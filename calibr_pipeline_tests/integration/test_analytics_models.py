@@ -253,3 +253,65 @@ def test_trends_then_the_weekly_digest_rendered_stored_and_delivered(built, tmp_
         assert again.success
         assert {f: (folder / f).read_bytes() for f in files} == pngs
         assert rows(url, "SELECT COUNT(*) FROM weekly_digests") == [(1,)]
+
+
+def test_overview_api_is_tenant_scoped_exact_and_refuses_strangers(built):
+    from dataclasses import dataclass
+
+    from fastapi import FastAPI, Header, HTTPException
+    from fastapi.testclient import TestClient
+
+    from calibr_pipeline.api.analytics import build_router
+
+    url, _ = built
+    with session_scope(url) as session:
+        fixture_id = session.execute(text("SELECT id FROM tenants WHERE slug = 'fixture'")).scalar()
+        other = get_or_create_tenant(session, "other-tenant")
+        get_or_create_project(session, other, "other-store", currency="EUR")
+        session.flush()
+        other_id = other.id
+
+    @dataclass
+    class Principal:
+        tenant_id: int
+        tenant_slug: str
+        token_id: str
+        scope: str
+
+    tokens = {"fixture-token": Principal(fixture_id, "fixture", "t1", "read"), "other-token": Principal(other_id, "other-tenant", "t2", "read")}
+
+    def require_read(authorization: str | None = Header(None)):
+        principal = tokens.get((authorization or "").removeprefix("Bearer "))
+        if principal is None:
+            raise HTTPException(status_code=401, detail="missing or unknown token")
+        return principal
+
+    def require_write():  # never used by analytics
+        raise HTTPException(status_code=403)
+
+    app = FastAPI()
+    app.include_router(build_router(require_read, require_write, warehouse_url=url))
+    client = TestClient(app)
+    path = "/api/v1/analytics/fixture-store/overview?from=2026-03-01&to=2026-03-06"
+
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer forged"}).status_code == 401
+    # Another tenant's token: the same 404 as a project that does not exist.
+    assert client.get(path, headers={"Authorization": "Bearer other-token"}).status_code == 404
+    assert client.get("/api/v1/analytics/nope/overview", headers={"Authorization": "Bearer fixture-token"}).status_code == 404
+    hostile = client.get("/api/v1/analytics/x'%20OR%201=1--/overview", headers={"Authorization": "Bearer fixture-token"})
+    assert hostile.status_code == 404
+    bad_range = client.get("/api/v1/analytics/fixture-store/overview?from=2026-03-06&to=2026-03-01", headers={"Authorization": "Bearer fixture-token"})
+    assert bad_range.status_code == 422
+
+    answer = client.get(path, headers={"Authorization": "Bearer fixture-token"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["currency"] == "USD" and body["models_built"] is True
+    assert body["totals"] == {"orders": 4, "units": 8, "revenue": "90.00", "gross_margin": "30.00", "price_changes": 2}
+    day5 = next(d for d in body["days"] if d["day"] == "2026-03-05")
+    assert (day5["revenue"], day5["gross_margin"], day5["margin_pct"], day5["price_index"]) == ("20.00", "7.50", 37.5, 0.95)
+    assert day5["runs"] == {"applied": 1, "partial": 0, "failed": 1}
+    # The other tenant sees its own (empty) project, never the fixture's numbers.
+    theirs = client.get("/api/v1/analytics/other-store/overview?from=2026-03-01&to=2026-03-06", headers={"Authorization": "Bearer other-token"})
+    assert theirs.status_code == 200 and theirs.json()["days"] == [] and theirs.json()["totals"]["revenue"] == "0.00"

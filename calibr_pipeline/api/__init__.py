@@ -1,0 +1,1 @@
+"""HTTP API: one FastAPI router per area."""
