@@ -217,13 +217,13 @@ def test_trends_then_the_weekly_digest_rendered_stored_and_delivered(built, tmp_
     defs = build_definitions(warehouse=WarehouseResource(url=url), alerts=AlertsResource())
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TENANT_PARTITIONS.name, ["fixture"])
-        trends = defs.resolve_job_def("competitor_trends").execute_in_process(
+        trends = defs.resolve_job_def("trend_detection").execute_in_process(
             instance=instance, partition_key=DayTenant(dt.date(2026, 3, 6), "fixture").key
         )
         assert trends.success
         run_config = {"ops": {"weekly_digest": {"config": {"directory": str(tmp_path)}}}}
         key = dg.MultiPartitionKey({"week": "2026-03-02", "tenant": "fixture"})
-        first = defs.resolve_job_def("weekly_digest").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
+        first = defs.resolve_job_def("weekly_digest_delivery").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
         assert first.success
         (materialization,) = first.asset_materializations_for_node("weekly_digest")
         markdown = materialization.metadata["digest"].value
@@ -249,7 +249,7 @@ def test_trends_then_the_weekly_digest_rendered_stored_and_delivered(built, tmp_
         pngs = {f: (folder / f).read_bytes() for f in files}
 
         # Re-running the week rewrites identical files and row.
-        again = defs.resolve_job_def("weekly_digest").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
+        again = defs.resolve_job_def("weekly_digest_delivery").execute_in_process(instance=instance, partition_key=key, run_config=run_config)
         assert again.success
         assert {f: (folder / f).read_bytes() for f in files} == pngs
         assert rows(url, "SELECT COUNT(*) FROM weekly_digests") == [(1,)]

@@ -120,7 +120,7 @@ class CalibrDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = CalibrDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=TRANSLATOR, name="analytics_models")
+@dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=TRANSLATOR, name="analytics_dbt_build")
 def analytics_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """``dbt build``: every analytics model, then its tests (reported as asset checks)."""
     warehouse.ensure_schema()

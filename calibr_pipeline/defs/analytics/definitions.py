@@ -20,14 +20,14 @@ analytics_models_job = dg.define_asset_job(
 )
 
 trends_job = dg.define_asset_job(
-    "competitor_trends",
+    "trend_detection",
     selection=[competitor_trends],
     partitions_def=DAILY_TENANT_PARTITIONS,
     description="Trend flags (sustained moves, level shifts, undercutting, out of stock, margin erosion) as of the day.",
 )
 
 weekly_digest_job = dg.define_asset_job(
-    "weekly_digest",
+    "weekly_digest_delivery",
     selection=[weekly_digest],
     partitions_def=WEEKLY_TENANT_PARTITIONS,
     description="Render and deliver the tenant's weekly insight digest.",

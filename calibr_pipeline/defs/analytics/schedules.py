@@ -75,7 +75,7 @@ def daily_analytics_models(context: dg.ScheduleEvaluationContext):
 
 
 @dg.schedule(
-    job_name="competitor_trends",
+    job_name="trend_detection",
     cron_schedule="55 6 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -90,7 +90,7 @@ def daily_competitor_trends(context: dg.ScheduleEvaluationContext):
 
 
 @dg.schedule(
-    job_name="weekly_digest",
+    job_name="weekly_digest_delivery",
     cron_schedule="0 7 * * 1",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
