@@ -259,6 +259,12 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
                 f"{rule['applied']} of {rule['targets']} SKUs repriced, reconciled: {'yes' if rule['reconcile'] else 'FAILED'}"
             )
             results[f"{tenant} rule"] = rule["preview"] and rule["apply"] and rule["reconcile"]
+        from calibr_pipeline.defs.analytics.history import materialize_history
+
+        print("analytics: 60 days of order history, dbt models, trend flags, last week's digest ...")
+        analytics = materialize_history(defs, instance, warehouse_url, tenants, today)
+        print(f"  analytics: {analytics}")
+        results["analytics"] = all(v for k, v in analytics.items() if k not in ("orders", "seconds"))
         from calibr_pipeline.services.audit import render_audit_report
 
         with session_scope(warehouse_url) as session:
