@@ -486,6 +486,15 @@ class AdminShop:
     def all_variants(self) -> list[SandboxVariant]:
         return [v for p in self.products for v in p.variants]
 
+    def set_preset(self, preset: BucketPreset | str) -> BucketPreset:
+        """Move the shop to another plan's bucket (full); returns the previous preset."""
+        if isinstance(preset, str):
+            preset = PRESETS[preset]
+        with self.lock:
+            previous, self.preset = self.preset, preset
+            self.bucket = LeakyBucket(preset.maximum_available, preset.restore_rate, self.bucket._clock)
+        return previous
+
     def find_product(self, gid: str) -> SandboxProduct | None:
         return next((p for p in self.products if p.gid == gid), None)
 

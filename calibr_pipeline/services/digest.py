@@ -188,7 +188,8 @@ def _charts(by_project: dict[str, list], movers: list, flag_counts: dict[str, in
         ax.plot(days, [_amount(r.margin_minor, r.currency) for r in rows], linestyle="--", label=f"{slug} margin")
     ax.axvline(week_start, color="grey", linewidth=0.8)
     ax.set_title("Revenue and gross margin per day (8 weeks)")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.autofmt_xdate()
     charts["revenue_margin.png"] = _png(fig)
 
@@ -200,7 +201,7 @@ def _charts(by_project: dict[str, list], movers: list, flag_counts: dict[str, in
             ax.plot([p[0] for p in points], [p[1] for p in points], label=slug)
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_title("Price index (our price ÷ market median)")
-    if by_project:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     fig.autofmt_xdate()
     charts["price_index.png"] = _png(fig)
