@@ -725,3 +725,51 @@ class WeeklyDigest(Base):
     markdown: Mapped[str] = mapped_column(Text)
     charts: Mapped[list] = mapped_column(JSON, default=list)  # file names next to the Markdown
     directory: Mapped[str] = mapped_column(String(1000))  # where the Markdown and PNGs were written
+
+
+class AmazonAccount(Base):
+    """SP-API access of an Amazon sales channel (a ``shops`` row with platform ``amazon``).
+
+    ``sealed_credentials`` is the client secret and refresh token, encrypted
+    (connectors/amazon_credentials.seal); never log or return it.
+    """
+
+    __tablename__ = "amazon_accounts"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    seller_id: Mapped[str] = mapped_column(String(64))
+    marketplace_id: Mapped[str] = mapped_column(String(32))
+    token_url: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(200))
+    sealed_credentials: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"AmazonAccount(shop_id={self.shop_id!r}, seller_id={self.seller_id!r}, sealed_credentials='***')"
+
+
+class AmazonSkuMap(Base):
+    """Which of our variants an Amazon listing sells: seller SKU and ASIN ↔ variant."""
+
+    __tablename__ = "amazon_sku_map"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    seller_sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    asin: Mapped[str] = mapped_column(String(20))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+
+
+class AmazonCompetitivePrice(Base):
+    """getCompetitivePricing per mapped ASIN and day: the buy-box competitive price."""
+
+    __tablename__ = "amazon_competitive_prices"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    asin: Mapped[str] = mapped_column(String(20), primary_key=True)
+    price_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    status: Mapped[str] = mapped_column(String(32))  # Success | ClientError | ...
+    landed_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    listing_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str | None] = mapped_column(String(3))

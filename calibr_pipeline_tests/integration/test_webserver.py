@@ -109,7 +109,7 @@ def test_webserver_lists_assets_and_launches_a_materialization(tmp_path, dagster
             partitioned = {
                 "shop_catalog", "competitor_price_observations", "normalized_price_snapshots", "market_position",
                 "rule_targets", "applied_prices", "reconciliation_report", "dlq_summary", "sla_report",
-                "shop_orders", "competitor_trends", "weekly_digest",
+                "shop_orders", "amazon_orders", "competitor_trends", "weekly_digest",
             }
             # The dbt analytics models are rebuilt whole; warehouse/* are the dbt sources no asset owns.
             dbt_models = {"calendar_days", "price_history", "sales_daily", "analytics_overview", "top_skus", "price_change_frequency"}

@@ -40,10 +40,10 @@ def shop_orders(
         shops = [(s.id, s.name, s.platform) for s in shops_for_tenant(session, tenant)]
     per_shop: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    without_source = [name for _id, name, platform in shops if platform != "shopify"]
+    without_source = [name for _id, name, platform in shops if platform not in ("shopify", "amazon")]
     for shop_id, name, platform in shops:
         if platform != "shopify":
-            continue
+            continue  # CSV catalogs have no orders; Amazon channels are amazon_orders' job
         try:
             with recording_clients(shopify_admin.client_for, warehouse.resolved_url, dagster_run_id=context.run_id) as client_for:
                 result = sync_shop_orders(warehouse.resolved_url, shop_id, partition.day, client_for)
@@ -139,3 +139,37 @@ def order_days_complete(context: dg.AssetCheckExecutionContext) -> dg.AssetCheck
         description="all days synced" if not gaps else f"{sum(map(len, gaps.values()))} missed day(s)",
         metadata={"missing_days": dg.MetadataValue.json({t: [d.isoformat() for d in days] for t, days in gaps.items()})},
     )
+
+
+@dg.asset(
+    partitions_def=DAILY_TENANT_PARTITIONS,
+    group_name="analytics",
+    kinds={"amazon", "sql"},
+    deps=[shop_catalog],
+    description=(
+        "Amazon sales channels (optional per project, read-only SP-API): orders updated on the day "
+        "(getOrders + getOrderItems) into `orders`/`order_lines` with channel `amazon`, and "
+        "getCompetitivePricing for the mapped ASINs into `amazon_competitive_prices`. Tenants without "
+        "an Amazon channel materialize an empty partition."
+    ),
+)
+def amazon_orders(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from calibr_pipeline.services.amazon_sync import client_for_account, sync_amazon_day
+
+    partition = day_tenant(context)
+    with warehouse.session() as session:
+        tenant = tenant_by_slug(session, partition.tenant_slug)
+        shops = [(s.id, s.name) for s in shops_for_tenant(session, tenant) if s.platform == "amazon"]
+    per_channel, failures = {}, {}
+    for shop_id, name in shops:
+        try:
+            result = sync_amazon_day(warehouse.resolved_url, shop_id, partition.day, client_for_account)
+        except CalibrError as exc:
+            failures[name] = str(exc)
+            continue
+        per_channel[name] = {"orders": result.stats.orders, "lines": result.stats.lines, "rejected_records": result.stats.rejected,
+                             "unmapped_lines": result.stats.unmapped_lines, "competitive_prices": result.competitive_prices,
+                             "api_requests": result.api_requests, "throttled": result.throttled}
+    if failures:
+        raise dg.Failure(description=f"Amazon sync failed for {len(failures)} channel(s)", metadata={"failures": dg.MetadataValue.json(failures)})
+    return dg.MaterializeResult(metadata={"channels": len(per_channel), "per_channel": dg.MetadataValue.json(per_channel)})

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from calibr_pipeline.defs.analytics.assets import competitor_trends, order_days_complete, shop_orders
+from calibr_pipeline.defs.analytics.assets import amazon_orders, competitor_trends, order_days_complete, shop_orders
 from calibr_pipeline.defs.analytics.dbt import analytics_models
 from calibr_pipeline.defs.analytics.digest import WEEKLY_TENANT_PARTITIONS, weekly_digest
 from calibr_pipeline.defs.analytics.schedules import SCHEDULES
@@ -8,9 +8,9 @@ from calibr_pipeline.defs.partitions import DAILY_TENANT_PARTITIONS
 
 order_sync_job = dg.define_asset_job(
     "order_sync",
-    selection=[shop_orders],
+    selection=[shop_orders, amazon_orders],
     partitions_def=DAILY_TENANT_PARTITIONS,
-    description="Read the orders updated on the partition's day from the tenant's shops.",
+    description="Read the orders updated on the partition's day from the tenant's shops (Shopify, and Amazon where configured).",
 )
 
 analytics_models_job = dg.define_asset_job(
@@ -40,7 +40,7 @@ order_freshness_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[shop_orders, analytics_models, competitor_trends, weekly_digest],
+    assets=[shop_orders, amazon_orders, analytics_models, competitor_trends, weekly_digest],
     asset_checks=[order_days_complete],
     jobs=[order_sync_job, order_freshness_job, analytics_models_job, trends_job, weekly_digest_job],
     schedules=SCHEDULES,

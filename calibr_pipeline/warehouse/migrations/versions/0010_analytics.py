@@ -1,4 +1,4 @@
-"""analytics: orders, order lines, refund lines, rejected order records, competitor trend flags, weekly digests
+"""analytics: orders, order lines, refund lines, rejected order records, competitor trend flags, weekly digests, Amazon accounts, SKU map, competitive prices
 
 Revision ID: 0010
 Revises: 0009
@@ -24,6 +24,16 @@ def upgrade() -> None:
     sa.Column('directory', sa.String(length=1000), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_weekly_digests_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('tenant_id', 'week_start', name=op.f('pk_weekly_digests'))
+    )
+    op.create_table('amazon_accounts',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('seller_id', sa.String(length=64), nullable=False),
+    sa.Column('marketplace_id', sa.String(length=32), nullable=False),
+    sa.Column('token_url', sa.String(length=500), nullable=False),
+    sa.Column('client_id', sa.String(length=200), nullable=False),
+    sa.Column('sealed_credentials', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_amazon_accounts_shop_id_shops')),
+    sa.PrimaryKeyConstraint('shop_id', name=op.f('pk_amazon_accounts'))
     )
     op.create_table('order_refund_lines',
     sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -78,6 +88,32 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('shop_id', 'external_id', name=op.f('pk_orders'))
     )
     op.create_index('ix_orders_project_day', 'orders', ['project_id', 'order_day'], unique=False)
+    op.create_table('amazon_competitive_prices',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('asin', sa.String(length=20), nullable=False),
+    sa.Column('price_day', sa.Date(), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('variant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('status', sa.String(length=32), nullable=False),
+    sa.Column('landed_price', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=True),
+    sa.Column('listing_price', calibr_pipeline.warehouse.types.ExactDecimal(precision=20, scale=6), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=True),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_amazon_competitive_prices_project_id_projects')),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_amazon_competitive_prices_shop_id_shops')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_amazon_competitive_prices_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['variant_id'], ['variants.id'], name=op.f('fk_amazon_competitive_prices_variant_id_variants')),
+    sa.PrimaryKeyConstraint('shop_id', 'asin', 'price_day', name=op.f('pk_amazon_competitive_prices'))
+    )
+    op.create_table('amazon_sku_map',
+    sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('seller_sku', sa.String(length=200), nullable=False),
+    sa.Column('asin', sa.String(length=20), nullable=False),
+    sa.Column('variant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_amazon_sku_map_shop_id_shops')),
+    sa.ForeignKeyConstraint(['variant_id'], ['variants.id'], name=op.f('fk_amazon_sku_map_variant_id_variants')),
+    sa.PrimaryKeyConstraint('shop_id', 'seller_sku', name=op.f('pk_amazon_sku_map'))
+    )
     op.create_table('order_lines',
     sa.Column('shop_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('external_id', sa.String(length=200), nullable=False),
@@ -130,9 +166,12 @@ def downgrade() -> None:
     op.drop_index('ix_order_lines_project_day', table_name='order_lines')
     op.drop_index('ix_order_lines_order', table_name='order_lines')
     op.drop_table('order_lines')
+    op.drop_table('amazon_sku_map')
+    op.drop_table('amazon_competitive_prices')
     op.drop_index('ix_orders_project_day', table_name='orders')
     op.drop_table('orders')
     op.drop_table('order_sync_errors')
     op.drop_index('ix_order_refund_lines_order', table_name='order_refund_lines')
     op.drop_table('order_refund_lines')
+    op.drop_table('amazon_accounts')
     op.drop_table('weekly_digests')
