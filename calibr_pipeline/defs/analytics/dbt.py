@@ -124,4 +124,7 @@ TRANSLATOR = CalibrDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_as
 def analytics_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """``dbt build``: every analytics model, then its tests (reported as asset checks)."""
     warehouse.ensure_schema()
-    yield from dbt_cli(warehouse.resolved_url).cli(["build"], context=context).stream()
+    # Each invocation's artifacts go to a scratch directory removed afterwards (dagster-dbt
+    # would otherwise keep one folder per run under the project's target/).
+    with tempfile.TemporaryDirectory(prefix="calibr-dbt-run-") as scratch:
+        yield from dbt_cli(warehouse.resolved_url).cli(["build"], context=context, target_path=Path(scratch)).stream()
