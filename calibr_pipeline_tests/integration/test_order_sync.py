@@ -32,7 +32,7 @@ def test_orders_land_per_day_malformed_records_become_error_rows_and_reruns_chan
         stream = world.tenant("order-one").admin_shop.orders
         bad = stream.orders_for_day(dt.date(2026, 3, 3))[1]
         stream.malform(bad.number, "negative_quantity")
-        days = [dt.date(2026, 3, d) for d in range(1, 11)]
+        days = [dt.date(2026, 3, d) for d in range(1, 7)]
         for day in days:
             assert run_job_for_day(defs, instance, "order_sync", ["order-one"], day) == {"order-one": True}
         first = dump(warehouse_url)
@@ -58,6 +58,6 @@ def test_orders_land_per_day_malformed_records_become_error_rows_and_reruns_chan
         assert first["order_refund_lines"], "the window includes refunds"
 
         # Re-running partitions in another order rewrites the very same rows.
-        for day in (days[5], days[2], days[0], days[9]):
+        for day in (days[5], days[2], days[0]):
             assert run_job_for_day(defs, instance, "order_sync", ["order-one"], day) == {"order-one": True}
         assert dump(warehouse_url) == first
