@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         built = defs.resolve_job_def("analytics_models").execute_in_process(instance=instance, raise_on_error=False).success
         dbt_s = time.perf_counter() - started
+        if not built:
+            print("dbt build FAILED; see the run output above", file=sys.stderr)
+            return {"dbt_build_ok": False}
         with session_scope(url) as session:
             tenant_id = session.execute(text("SELECT id FROM tenants WHERE slug = :s"), {"s": specs[0].name}).scalar()
             counts = {t: session.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in ("orders", "order_lines", "price_history", "sales_daily")}
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             body = overview_for(url, tenant_id, specs[0].name, day, day)
             latencies.append((time.perf_counter() - t0) * 1000)
-        assert body is not None and len(body["days"]) == 1
+        if body is None or len(body["days"]) != 1:
+            raise SystemExit(f"overview for {specs[0].name} on {day} returned {body and body['days']}")
     backend = "postgresql" if url.startswith("postgres") else "sqlite"
     result = {
         "backend": backend,
