@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-copilot bench-api bench-events sandbox ui sql install clean extraction-report api openapi
+.PHONY: demo test bench bench-copilot bench-api bench-events bench-analytics sandbox ui sql install clean extraction-report api openapi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ bench-api: install
 ## Event throughput: validated outbox writes (SQLite, PostgreSQL), sensor dispatch, replay of 1,000,000 archived events.
 bench-events: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_events
+
+## Analytics backfill benchmark (90 days × 10,000 SKUs × 2 tenants) on SQLite, then on PostgreSQL if reachable.
+bench-analytics: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_analytics
+	@if $(BIN)/python -c "import sqlalchemy as s; s.create_engine('postgresql+psycopg2://postgres@127.0.0.1:5432/test').connect()" 2>/dev/null; then \
+		$(BIN)/python -c "import sqlalchemy as s; e = s.create_engine('postgresql+psycopg2://postgres@127.0.0.1:5432/test', isolation_level='AUTOCOMMIT'); c = e.connect(); c.exec_driver_sql('DROP DATABASE IF EXISTS calibr_bench_analytics WITH (FORCE)'); c.exec_driver_sql('CREATE DATABASE calibr_bench_analytics')" && \
+		$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_analytics --warehouse-url postgresql+psycopg2://postgres@127.0.0.1:5432/calibr_bench_analytics; \
+	else echo "PostgreSQL not reachable on 127.0.0.1:5432: skipped"; fi
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -10,6 +10,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partiti
 
 # Area modules, not their Definitions objects: Dagster's module loader must find exactly one.
 from calibr_pipeline import settings  # noqa: E402
+from calibr_pipeline.defs.analytics import definitions as analytics_area  # noqa: E402
 from calibr_pipeline.defs.catalog import definitions as catalog_area  # noqa: E402
 from calibr_pipeline.defs.competitors import definitions as competitor_area  # noqa: E402
 from calibr_pipeline.defs.copilot import definitions as copilot_area  # noqa: E402
@@ -36,7 +37,8 @@ def default_resources() -> dict:
 def build_definitions(**resource_overrides) -> dg.Definitions:
     """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
     resources = default_resources() | resource_overrides
-    areas = [catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, copilot_area.defs, events_area.defs]
+    areas = [catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, copilot_area.defs, events_area.defs,
+             analytics_area.defs]
     if settings.stripe_connect_enabled():  # off: nothing of the Stripe connector is imported
         from calibr_pipeline.defs.stripe import definitions as stripe_area
 

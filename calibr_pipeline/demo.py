@@ -292,6 +292,19 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
             results[f"{tenant} rule"] = rule["preview"] and rule["apply"] and rule["reconcile"]
         for tenant in tenants:
             print(run_demo_copilot(warehouse_url, tenant))
+        from calibr_pipeline.defs.analytics.history import materialize_history
+
+        print("analytics: 60 days of order history, dbt models, trend flags, last week's digest ...")
+        # Reading 60 days of orders costs ~50,000 query points; a standard plan restores
+        # 100 a second (8+ minutes), so the sandbox shops read their history on Plus.
+        plans = {tenant: world.tenant(tenant).admin_shop.set_preset("plus") for tenant in tenants}
+        try:
+            analytics = materialize_history(defs, instance, warehouse_url, tenants, today)
+        finally:
+            for tenant, plan in plans.items():
+                world.tenant(tenant).admin_shop.set_preset(plan)
+        print(f"  analytics: {analytics}")
+        results["analytics"] = all(v for k, v in analytics.items() if k not in ("orders", "seconds"))
         from calibr_pipeline.services.audit import render_audit_report
 
         with session_scope(warehouse_url) as session:

@@ -61,6 +61,8 @@ class CalibrSettings(BaseSettings):
     API_PROBE_TOKEN: SecretStr | None = Field(None, description="Read-only API token the synthetic API probes use.")
     API_PORT: int = Field(8000, ge=1, le=65535, description="The demo's API port.")
 
+    SECRET_KEY: SecretStr | None = Field(None, description="Fernet key sealing stored Amazon SP-API credentials. Unset: $CALIBR_HOME/secret.key (created on first use).")
+
     # --- copilot (docs/copilot_simulation.md) ---------------------------------------------------
     COPILOT_LLM_URL: str | None = Field(None, description="OpenAI-compatible chat-completions base URL. Unset: the built-in offline planner.")
     COPILOT_API_KEY: SecretStr | None = Field(None, description="API key of the copilot's model endpoint.")

@@ -22,6 +22,7 @@ from calibr_pipeline import settings
 from calibr_pipeline.api import auth
 from calibr_pipeline.api.errors import describe_unexpected, error_body, install_error_handlers
 from calibr_pipeline.api.routers import audit, competitors, health, rules, runs
+from calibr_pipeline.api import analytics
 from calibr_pipeline.copilot import api as copilot
 from calibr_pipeline.api.schemas import FastJSON
 
@@ -37,6 +38,7 @@ AREA_ROUTER_FACTORIES: list[RouterFactory] = [
     runs.build_router,
     audit.build_router,
     copilot.build_router,
+    analytics.build_router,
 ]
 
 OPENAPI_URL = "/api/v1/openapi.json"

@@ -87,6 +87,15 @@ def _check_severity(value: str, what: str) -> Severity:
 
 
 @dataclass(frozen=True)
+class AlertAttachment:
+    """A file sent with an alert by e-mail (e.g. a digest chart); other destinations name it."""
+
+    filename: str
+    content_type: str  # "image/png", "text/markdown", ...
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Alert:
     severity: Severity
     title: str
@@ -95,6 +104,8 @@ class Alert:
     tenant: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     dedup_key: str | None = None
+    attachments: tuple[AlertAttachment, ...] = ()
+    link: str | None = None  # where the full content lives (UI, report)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", _check_severity(self.severity, "Alert severity"))
@@ -121,6 +132,8 @@ class Alert:
             "tenant": self.tenant,
             "details": _jsonable(dict(self.details)),
             "dedup_key": self.key,
+            **({"link": self.link} if self.link else {}),
+            **({"attachments": [a.filename for a in self.attachments]} if self.attachments else {}),
         }
 
 
@@ -347,6 +360,8 @@ class SlackWebhookDestination(_HttpJsonDestination):
         if alert.details:
             details = json.dumps(_jsonable(dict(alert.details)), indent=2, ensure_ascii=False, sort_keys=True)
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _truncate(f"```{details}```", 3000)}})
+        if alert.link:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _truncate(f"<{alert.link}|Open the full report>", 3000)}})
         return {"text": _truncate(f"{heading}: {alert.message}", 3000), "blocks": blocks}
 
 
@@ -459,7 +474,12 @@ class EmailDestination(AlertDestination):
             lines.append(f"Tenant: {alert.tenant}")
         if alert.details:
             lines += ["", "Details:", json.dumps(_jsonable(dict(alert.details)), indent=2, ensure_ascii=False, sort_keys=True)]
+        if alert.link:
+            lines += ["", f"Full report: {alert.link}"]
         msg.set_content("\n".join(lines))
+        for attachment in alert.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            msg.add_attachment(attachment.data, maintype=maintype, subtype=subtype or "octet-stream", filename=attachment.filename)
         return msg
 
     def send(self, alert: Alert, *, timeout: float) -> int | None:

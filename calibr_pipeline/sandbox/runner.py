@@ -23,17 +23,19 @@ import argparse
 import datetime as dt
 import json
 import signal
+import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Self
 
 from calibr_pipeline.domain.catalog import CatalogVariant
 from calibr_pipeline.sandbox._http import SandboxControl
 from calibr_pipeline.sandbox.clock import SandboxClock
-from calibr_pipeline.sandbox.demo_catalog import generate_demo_catalog
+from calibr_pipeline.sandbox.demo_catalog import DEMO_FX_PER_USD, generate_demo_catalog
 from calibr_pipeline.sandbox.faults import FaultInjector
 from calibr_pipeline.sandbox.shopify_admin import (
     PRESETS,
@@ -101,9 +103,11 @@ class SandboxWorld:
             catalog = generate_demo_catalog(spec.name, spec.n_variants, seed, spec.currency)
             self._catalogs[spec.name] = catalog
             self.admin.add_shop(spec.name, catalog, preset=spec.preset, currency=spec.currency, seed=seed)
-            self.storefronts.add_tenant(
+            competitors = self.storefronts.add_tenant(
                 spec.name, catalog, kinds=spec.competitor_kinds, n_competitors=spec.n_competitors
             )
+            # Demand reacts to our price relative to these competitors' (see shopify_orders).
+            self.admin.shop(spec.name).orders.set_market_price(_market_price(competitors, spec.currency))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -192,6 +196,24 @@ class SandboxWorld:
                 for t in self._tenants.values()
             ],
         }
+
+
+def _market_price(competitors: Sequence[CompetitorShop], currency: str) -> Callable[[str, dt.date], Decimal | None]:
+    """Median of the competitors' in-stock prices that day, converted to ``currency``."""
+    by_variant: dict[str, list[tuple[CompetitorShop, Any]]] = {}
+    for shop in competitors:
+        for _product, item in shop.items():
+            by_variant.setdefault(item.our_variant_id, []).append((shop, item))
+
+    def market(variant_gid: str, day: dt.date) -> Decimal | None:
+        prices = []
+        for shop, item in by_variant.get(variant_gid, ()):
+            offer = shop.offer(item, day)
+            if offer.available:
+                prices.append(offer.price / DEMO_FX_PER_USD[shop.currency] * DEMO_FX_PER_USD[currency])
+        return statistics.median(prices) if prices else None
+
+    return market
 
 
 # -- CLI --------------------------------------------------------------------------------------

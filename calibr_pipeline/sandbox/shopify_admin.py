@@ -112,6 +112,8 @@ from calibr_pipeline.sandbox.demo_catalog import (
     variant_gid,
 )
 from calibr_pipeline.sandbox.faults import FaultInjector, FaultRule
+from calibr_pipeline.sandbox.shopify_orders import OrderStream, order_resolvers
+from calibr_pipeline.sandbox.shopify_orders import type_name as _order_type_name
 
 INVALID_TOKEN_MESSAGE = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
@@ -479,6 +481,8 @@ class AdminShop:
         self.lock = threading.RLock()
         self.write_log: list[VariantWrite] = []
         self.faults = AdminFaults(name)
+        # Orders (QueryRoot.orders): demand that responds to the price in force each day.
+        self.orders = OrderStream(self)
 
     def __repr__(self) -> str:
         return f"AdminShop({self.name!r}, currency={self.currency!r}, products={len(self.products)}, preset={self.preset.name!r})"
@@ -546,6 +550,15 @@ class AdminShop:
     def all_variants(self) -> list[SandboxVariant]:
         return [v for p in self.products for v in p.variants]
 
+    def set_preset(self, preset: BucketPreset | str) -> BucketPreset:
+        """Move the shop to another plan's bucket (full); returns the previous preset."""
+        if isinstance(preset, str):
+            preset = PRESETS[preset]
+        with self.lock:
+            previous, self.preset = self.preset, preset
+            self.bucket = LeakyBucket(preset.maximum_available, preset.restore_rate, self.bucket._clock)
+        return previous
+
     def find_product(self, gid: str) -> SandboxProduct | None:
         return next((p for p in self.products if p.gid == gid), None)
 
@@ -577,6 +590,7 @@ class AdminShop:
                     None if compare_at_price is None else quantize(Decimal(str(compare_at_price)), self.currency)
                 )
             variant.updated_at = _utcnow()
+            self.orders.price_changed(variant)
 
     def delete_variant(self, variant_gid: str) -> None:
         """The merchant deletes a variant; reads then answer ``null`` for its id."""
@@ -723,6 +737,9 @@ def _default_resolvers() -> dict[tuple[str, str], Resolver]:
     # Mutation
     r["Mutation", "productVariantsBulkUpdate"] = _product_variants_bulk_update
 
+    # Orders, line items and refunds (sandbox/shopify_orders.py)
+    r.update(order_resolvers(_shop, paginate))
+
     # Shop
     r["Shop", "id"] = lambda shop, _info: f"gid://shopify/Shop/{shop.numeric_id}"
     r["Shop", "name"] = lambda shop, _info: shop.name
@@ -781,7 +798,7 @@ def _resolve_type(value: Any, _info: GraphQLResolveInfo, _abstract: Any) -> str 
         return "Product"
     if isinstance(value, dict):
         return value.get("__typename")
-    return None
+    return _order_type_name(value)
 
 
 def _resolve_nodes(_src: Any, info: GraphQLResolveInfo, ids: list[str]) -> list[Any]:
@@ -903,6 +920,7 @@ def _product_variants_bulk_update(
             variant.price = new_price
             variant.compare_at_price = compare
             variant.updated_at = now
+            shop.orders.price_changed(variant)
             written.append(variant)
         return {"product": product, "productVariants": written if written or not errors else None, "userErrors": errors}
 
@@ -963,6 +981,7 @@ class ShopifyAdminSandbox:
             name, catalog, access_token=token, preset=preset, currency=currency, max_query_cost=max_query_cost, clock=self._clock
         )
         shop.faults = AdminFaults(name, self.server.control.faults, seed=seed)
+        shop.orders = OrderStream(shop, seed=seed, today=self.server.control.clock.today)
         self._shops[name] = shop
         return shop
 

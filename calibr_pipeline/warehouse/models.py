@@ -846,3 +846,180 @@ class StripeSyncRun(Base):
     seconds: Mapped[float] = mapped_column(Float)
     objects: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+# --- Analytics sources (issue 8): orders, order lines, refunds, rejected order records ---------
+#
+# Natural primary keys (the platform's ids), no surrogate counters: re-running a
+# partition rewrites the very same rows, so a re-run leaves the tables byte-identical.
+
+
+class SalesOrder(Base):
+    """One order as the sales channel reports it (latest state: refunds included)."""
+
+    __tablename__ = "orders"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    channel: Mapped[str] = mapped_column(String(32))  # shopify | amazon
+    name: Mapped[str] = mapped_column(String(200))
+    order_day: Mapped[date] = mapped_column(Date)  # UTC day of created_at
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_name: Mapped[str | None] = mapped_column(String(100))
+    synced_day: Mapped[date] = mapped_column(Date)  # the partition (updated_at day) that wrote this state
+
+    __table_args__ = (Index("ix_orders_project_day", "project_id", "order_day"),)
+
+
+class SalesOrderLine(Base):
+    """One line item: what was sold, how many, at which unit prices (exact, order currency)."""
+
+    __tablename__ = "order_lines"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    order_external_id: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    order_day: Mapped[date] = mapped_column(Date)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id"))  # NULL: not in our catalog
+    variant_external_id: Mapped[str | None] = mapped_column(String(200))
+    sku: Mapped[str | None] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    original_unit_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    discounted_unit_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    __table_args__ = (
+        Index("ix_order_lines_order", "shop_id", "order_external_id"),
+        Index("ix_order_lines_project_day", "project_id", "order_day"),
+    )
+
+
+class SalesRefundLine(Base):
+    """Units and money given back for one line of one refund."""
+
+    __tablename__ = "order_refund_lines"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    refund_external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    line_external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    order_external_id: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    refunded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refund_day: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+
+    __table_args__ = (Index("ix_order_refund_lines_order", "shop_id", "order_external_id"),)
+
+
+class OrderSyncError(Base):
+    """An order record that failed validation, kept whole with the reason (nothing dropped).
+
+    Keyed by the partition that read it: re-running the partition replaces its rows.
+    """
+
+    __tablename__ = "order_sync_errors"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    partition_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # order in the API's answer
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # the record as received (JSON)
+
+
+class CompetitorTrendFlag(Base):
+    """A trend flag raised for one SKU (and competitor listing) as of a day; see domain/trends.py.
+
+    ``size_pct`` is the move, shift, gap or margin drop in percent; ``statistic`` the
+    test statistic (Mann–Kendall z, Welch t) when the rule has one.
+    """
+
+    __tablename__ = "competitor_trends"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    as_of_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    sku: Mapped[str] = mapped_column(String(200))
+    competitor_id: Mapped[int | None] = mapped_column(ForeignKey("competitors.id"))
+    listing_id: Mapped[int | None] = mapped_column(ForeignKey("competitor_listings.id"))
+    flag: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(8))
+    window_days: Mapped[int] = mapped_column(Integer)
+    size_pct: Mapped[float] = mapped_column(Float)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text)
+
+
+class WeeklyDigest(Base):
+    """The weekly insight digest of one tenant (ISO week starting ``week_start``)."""
+
+    __tablename__ = "weekly_digests"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    week_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    markdown: Mapped[str] = mapped_column(Text)
+    charts: Mapped[list] = mapped_column(JSON, default=list)  # file names next to the Markdown
+    directory: Mapped[str] = mapped_column(String(1000))  # where the Markdown and PNGs were written
+
+
+class AmazonAccount(Base):
+    """SP-API access of an Amazon sales channel (a ``shops`` row with platform ``amazon``).
+
+    ``sealed_credentials`` is the client secret and refresh token, encrypted
+    (connectors/amazon_credentials.seal); never log or return it.
+    """
+
+    __tablename__ = "amazon_accounts"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    seller_id: Mapped[str] = mapped_column(String(64))
+    marketplace_id: Mapped[str] = mapped_column(String(32))
+    token_url: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(200))
+    sealed_credentials: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"AmazonAccount(shop_id={self.shop_id!r}, seller_id={self.seller_id!r}, sealed_credentials='***')"
+
+
+class AmazonSkuMap(Base):
+    """Which of our variants an Amazon listing sells: seller SKU and ASIN ↔ variant."""
+
+    __tablename__ = "amazon_sku_map"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    seller_sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    asin: Mapped[str] = mapped_column(String(20))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+
+
+class AmazonCompetitivePrice(Base):
+    """getCompetitivePricing per mapped ASIN and day: the buy-box competitive price."""
+
+    __tablename__ = "amazon_competitive_prices"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), primary_key=True)
+    asin: Mapped[str] = mapped_column(String(20), primary_key=True)
+    price_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    status: Mapped[str] = mapped_column(String(32))  # Success | ClientError | ...
+    landed_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    listing_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str | None] = mapped_column(String(3))

@@ -224,6 +224,64 @@ WHERE s.quarantined
 """
 
 
+# --- Analytics sources (issue 8). The dbt models (price_history, sales_daily,
+# analytics_overview, top_skus, price_change_frequency) are tables analysts query
+# directly; these views read the raw order tables, which exist from the first migration.
+VIEWS["v_order_lines"] = """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    o.channel,
+    o.name AS order_name,
+    o.order_day,
+    o.created_at,
+    ol.sku,
+    ol.quantity,
+    CAST(ol.original_unit_price AS NUMERIC) AS original_unit_price,
+    CAST(ol.discounted_unit_price AS NUMERIC) AS discounted_unit_price,
+    ol.currency,
+    COALESCE((SELECT SUM(r.quantity) FROM order_refund_lines r
+              WHERE r.shop_id = ol.shop_id AND r.line_external_id = ol.external_id), 0) AS refunded_quantity,
+    ol.variant_id IS NULL AS unmapped,
+    o.cancelled_at IS NOT NULL AS cancelled
+FROM order_lines ol
+JOIN orders o ON o.shop_id = ol.shop_id AND o.external_id = ol.order_external_id
+JOIN tenants t ON t.id = o.tenant_id
+JOIN projects p ON p.id = o.project_id
+"""
+VIEWS["v_order_sync_errors"] = """
+SELECT
+    t.slug AS tenant,
+    s.name AS shop,
+    e.partition_day,
+    e.channel,
+    e.external_id,
+    e.field,
+    e.reason,
+    e.payload
+FROM order_sync_errors e
+JOIN tenants t ON t.id = e.tenant_id
+JOIN shops s ON s.id = e.shop_id
+"""
+VIEWS["v_trend_flags"] = """
+SELECT
+    t.slug AS tenant,
+    p.slug AS project,
+    f.as_of_day,
+    f.sku,
+    c.name AS competitor,
+    f.flag,
+    f.direction,
+    f.window_days,
+    f.size_pct,
+    f.statistic,
+    f.explanation
+FROM competitor_trends f
+JOIN tenants t ON t.id = f.tenant_id
+JOIN projects p ON p.id = f.project_id
+LEFT JOIN competitors c ON c.id = f.competitor_id
+"""
+
 def create_statement(name: str) -> str:
     return f"CREATE VIEW {name} AS{VIEWS[name].rstrip()}"
 

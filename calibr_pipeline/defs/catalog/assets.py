@@ -27,7 +27,8 @@ def shop_catalog(
     partition = day_tenant(context)
     with warehouse.session() as session:
         tenant = tenant_by_slug(session, partition.tenant_slug)
-        shop_ids = [s.id for s in shops_for_tenant(session, tenant)]
+        # Amazon channels are read-only sales sources with no catalog of their own.
+        shop_ids = [s.id for s in shops_for_tenant(session, tenant) if s.platform != "amazon"]
     if not shop_ids:
         raise dg.Failure(f"tenant {partition.tenant_slug!r} has no shop configured; add one with `calibr shops add`")
     per_shop = {}

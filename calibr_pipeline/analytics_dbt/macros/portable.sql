@@ -1,0 +1,55 @@
+{#- Portable SQL for SQLite and PostgreSQL. Money is summed in integer minor units
+    (cents; whole units for zero-decimal currencies) so totals are exact on both. -#}
+
+{% macro minor_units(amount, currency) -%}
+CAST(ROUND(CAST({{ amount }} AS NUMERIC) * (CASE WHEN {{ currency }} IN ('JPY', 'KRW', 'VND', 'CLP', 'ISK', 'UGX', 'XAF', 'XOF', 'XPF', 'PYG', 'RWF', 'BIF', 'DJF', 'GNF', 'KMF', 'VUV', 'UYI') THEN 1 ELSE 100 END)) AS BIGINT)
+{%- endmacro %}
+
+{% macro add_days(date_expr, n) -%}
+{{ return(adapter.dispatch('add_days', 'calibr_analytics')(date_expr, n)) }}
+{%- endmacro %}
+{% macro default__add_days(date_expr, n) -%}
+(CAST({{ date_expr }} AS DATE) + CAST({{ n }} AS INTEGER))
+{%- endmacro %}
+{% macro sqlite__add_days(date_expr, n) -%}
+date({{ date_expr }}, printf('%d days', {{ n }}))
+{%- endmacro %}
+
+{% macro to_day(timestamp_expr) -%}
+{{ return(adapter.dispatch('to_day', 'calibr_analytics')(timestamp_expr)) }}
+{%- endmacro %}
+{% macro default__to_day(timestamp_expr) -%}
+CAST(({{ timestamp_expr }} AT TIME ZONE 'UTC') AS DATE)
+{%- endmacro %}
+{% macro sqlite__to_day(timestamp_expr) -%}
+date({{ timestamp_expr }})
+{%- endmacro %}
+
+{% macro week_start(date_expr) -%}
+{{ return(adapter.dispatch('week_start', 'calibr_analytics')(date_expr)) }}
+{%- endmacro %}
+{% macro default__week_start(date_expr) -%}
+CAST(date_trunc('week', CAST({{ date_expr }} AS DATE)) AS DATE)
+{%- endmacro %}
+{% macro sqlite__week_start(date_expr) -%}
+date({{ date_expr }}, 'weekday 0', '-6 days')
+{%- endmacro %}
+
+{% macro as_number(expr) -%}
+CAST({{ expr }} AS NUMERIC)
+{%- endmacro %}
+
+{% macro pct(numerator, denominator) -%}
+CASE WHEN {{ denominator }} IS NULL OR {{ denominator }} = 0 THEN NULL
+     ELSE ROUND(CAST(100.0 * ({{ numerator }}) / ({{ denominator }}) AS NUMERIC), 2) END
+{%- endmacro %}
+
+{% macro as_date(expr) -%}
+{{ return(adapter.dispatch('as_date', 'calibr_analytics')(expr)) }}
+{%- endmacro %}
+{% macro default__as_date(expr) -%}
+CAST({{ expr }} AS DATE)
+{%- endmacro %}
+{% macro sqlite__as_date(expr) -%}
+date({{ expr }})
+{%- endmacro %}
