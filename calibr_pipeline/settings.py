@@ -63,6 +63,8 @@ class CalibrSettings(BaseSettings):
 
     SECRET_KEY: SecretStr | None = Field(None, description="Fernet key sealing stored Amazon SP-API credentials. Unset: $CALIBR_HOME/secret.key (created on first use).")
 
+    DBT_SQLITE_PATH: str | None = Field(None, description="Set by the analytics assets for each dbt invocation: the SQLite warehouse file dbt-sqlite builds into (not for people to set).")
+
     # --- copilot (docs/copilot_simulation.md) ---------------------------------------------------
     COPILOT_LLM_URL: str | None = Field(None, description="OpenAI-compatible chat-completions base URL. Unset: the built-in offline planner.")
     COPILOT_API_KEY: SecretStr | None = Field(None, description="API key of the copilot's model endpoint.")

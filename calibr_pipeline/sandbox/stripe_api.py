@@ -1,7 +1,7 @@
 """A loopback Stripe: the REST API, Connect OAuth and signed webhook deliveries.
 
 Built from Stripe's public API reference (https://docs.stripe.com/api), importing nothing
-from ``calibr_pipeline.connectors`` nor the ``stripe`` SDK, so it can check the connector:
+from the project's connectors package nor the ``stripe`` SDK, so it can check the connector:
 
 * **Requests** are ``application/x-www-form-urlencoded`` with bracketed nesting
   (``metadata[sku]=A``, ``created[gte]=1700000000``); authentication is

@@ -16,7 +16,7 @@ monitoring server also reads:
    exporter (``monitoring/blackbox/blackbox.yml``, probing ``/health``) start;
 3. while they scrape, more work happens so counters and histograms move inside the rate
    windows: the ``daily_competitor_monitoring`` schedule's run for today, a second rule
-   run, the ``hourly_dlq_drain`` schedule's run, probes and HTTP requests;
+   run (after the ``hourly_dlq_drain`` schedule's run), probes and HTTP requests;
 4. every panel query of ``monitoring/grafana/dashboards/*.json`` is evaluated through
    ``/api/v1/query`` until each returns data (or a deadline passes); all failures are
    reported together.
@@ -232,7 +232,9 @@ def shopify_faults(pipeline: Pipeline):
         shop.faults.fail_variants([gids[-1], gids[-4]], code="INVALID_INPUT", message="Price is invalid")
         shop.faults.throttle(next=1, retry_after="1.5")
         shop.faults.http_429(next=1, retry_after="0.5")
-        shop.faults.http_5xx(next=3)  # newest rule first: the first write fails all 3 attempts
+        # The first target's product: every write attempt gets a 503 (reads pass, so each lost
+        # answer is read back, found unwritten, and tried again until its 3 attempts are spent).
+        shop.faults.fail_mutations(variants=[gids[0]])
 
     return inject
 
@@ -364,8 +366,10 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
 
         # 3. more work while Prometheus scrapes ------------------------------------------------
         pipeline.run_schedule("daily_competitor_monitoring")  # today's partition: new observations
-        pipeline.rule_run()
+        # The drain before the next rule run: a newer run that sets the same variants supersedes
+        # the first run's dead letters, and the drain would close them instead of retrying.
         pipeline.run_schedule("hourly_dlq_drain")
+        pipeline.rule_run()
         pipeline.execute("synthetic_probes")
         http_traffic(server.url)
         start_daemon_heartbeats(instance)

@@ -43,7 +43,7 @@ def two_tenants(pg_url):
             save_rule(session, project_slug=project.slug, definition=RULE, actor="test")
             run = create_run(session, project_slug=project.slug, rule_name="Raise", actor="test")
             request_apply_of(session, run, actor="test")
-            record_event(session, "test.event", {"slug": slug}, tenant_id=tenant.id, actor="test")
+            record_event(session, "automation.run.retry", {"run_id": run.id, "targets": [1]}, tenant_id=tenant.id, actor="test")
             create_token(session, tenant_slug=slug, scope="read", actor="test")
             ids[slug] = tenant.id
     return ids
