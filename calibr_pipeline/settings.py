@@ -59,6 +59,7 @@ class CalibrSettings(BaseSettings):
     API_THREADS: int = Field(8, gt=0, description="Worker threads serving the API's synchronous routes.")
     API_URL: str | None = Field(None, description="Where the API probes find `calibr api`; the API probe schedules run by default only when it is set.")
     API_PROBE_TOKEN: SecretStr | None = Field(None, description="Read-only API token the synthetic API probes use.")
+    API_PROBE_PROJECT: str | None = Field(None, description="Project (of the probe token's tenant) the analytics-overview probe reads. Unset: acme-outdoor, the demo's.")
     API_PORT: int = Field(8000, ge=1, le=65535, description="The demo's API port.")
 
     SECRET_KEY: SecretStr | None = Field(None, description="Fernet key sealing stored Amazon SP-API credentials. Unset: $CALIBR_HOME/secret.key (created on first use).")

@@ -32,12 +32,16 @@ def probe_targets(environ=None) -> dict[str, str]:
 API_URL_ENV = "CALIBR_API_URL"
 API_PROBE_TOKEN_ENV = "CALIBR_API_PROBE_TOKEN"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+API_PROBE_PROJECT_ENV = "CALIBR_API_PROBE_PROJECT"
 # The seed's API probes: (target name, path, cron). They read with the read-only token in
-# CALIBR_API_PROBE_TOKEN (the demo creates one); analytics and copilot add theirs later.
+# CALIBR_API_PROBE_TOKEN (the demo creates one); `{project}` is CALIBR_API_PROBE_PROJECT,
+# a project of the probe token's tenant.
 API_PROBES: tuple[tuple[str, str, str], ...] = (
     ("api_health", "/api/health", "* * * * *"),
     ("api_price_changes", "/api/v1/price-changes?limit=1", "*/5 * * * *"),
+    ("api_analytics_overview", "/api/v1/analytics/{project}/overview", "*/10 * * * *"),
     ("api_competitors", "/api/v1/competitors?limit=1", "*/15 * * * *"),
+    ("api_copilot", "/api/v1/copilot", "*/15 * * * *"),
 )
 
 
@@ -48,7 +52,8 @@ def api_probe_targets(names, environ=None) -> dict[str, str]:
     unknown = sorted(set(names) - set(paths))
     if unknown:
         raise dg.Failure(f"unknown API probe(s) {unknown}; known: {sorted(paths)}")
-    return {name: base + paths[name] for name in names}
+    project = env.get(API_PROBE_PROJECT_ENV) or "acme-outdoor"  # the demo's first project
+    return {name: base + paths[name].replace("{project}", project) for name in names}
 
 
 class ProbeConfig(dg.Config):
