@@ -47,6 +47,7 @@ APPLY_LEASE_SECONDS_ENV = "CALIBR_APPLY_LEASE_SECONDS"
 PREVIEW_MAX_AGE_HOURS_ENV = "CALIBR_PREVIEW_MAX_AGE_HOURS"
 DLQ_MAX_AGE_HOURS_ENV = "CALIBR_DLQ_MAX_AGE_HOURS"
 DLQ_MAX_RETRIES_ENV = "CALIBR_DLQ_MAX_RETRIES"
+APPLY_CONCURRENCY_ENV = "CALIBR_APPLY_CONCURRENCY"
 
 
 def _positive_number(env, name: str, default: float) -> float:
@@ -66,6 +67,17 @@ def apply_lease_seconds(environ: os._Environ | dict | None = None) -> float:
     """How long a run's writer holds its claim without renewing it (renewed before every
     product write); a run APPLYING past its lease may be resumed by another process."""
     return _positive_number(os.environ if environ is None else environ, APPLY_LEASE_SECONDS_ENV, 300.0)
+
+
+def apply_concurrency(environ: os._Environ | dict | None = None) -> int | None:
+    """Product writes one run writer keeps in flight (1-10: requests keeps 10 connections per host); unset: chosen from the shop's plan."""
+    env = os.environ if environ is None else environ
+    raw = env.get(APPLY_CONCURRENCY_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise ValueError(f"{APPLY_CONCURRENCY_ENV} must be a whole number from 1 to 10, got {raw!r}")
+    return int(raw)
 
 
 def preview_max_age_hours(environ: os._Environ | dict | None = None) -> float:

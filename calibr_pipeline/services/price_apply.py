@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -70,7 +71,7 @@ from calibr_pipeline.domain.state_machine import (
 from calibr_pipeline.domain.write_guard import WriteDecision, WriteTimeFacts, check_write
 from calibr_pipeline.domain.write_policy import WRITE_TRANSIENT_POLICY, WriteFailureKind, failure_kind
 from calibr_pipeline.services.catalog_sync import ClientFactory
-from calibr_pipeline.services.rule_runs import get_run, known_competitor_ids
+from calibr_pipeline.services.rule_runs import RATE_PRESETS, get_run, known_competitor_ids
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
     DeadLetter,
@@ -122,6 +123,22 @@ class ApplySummary:
     errors: dict[str, int] = field(default_factory=dict)
     duration_seconds: float = 0.0
     taken_by: str | None = None  # set when another writer held the run: nothing was done
+    concurrency: int = 1  # product writes in flight at once (one writer, several requests)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, **deltas: int) -> int:
+        """Add to counters from any writer thread; returns the last counter's new value."""
+        value = 0
+        with self._lock:
+            for name, delta in deltas.items():
+                value = getattr(self, name) + delta
+                setattr(self, name, value)
+        return value
+
+    def tally(self, counter: str, key: str, n: int = 1) -> None:
+        with self._lock:
+            bucket = getattr(self, counter)
+            bucket[key] = bucket.get(key, 0) + n
 
 
 def shop_for_run(session: Session, run: RuleRun) -> Shop:
@@ -360,11 +377,15 @@ def apply_run(
     after_request: Callable[[int], None] | None = None,
     lease_seconds: float | None = None,
     retry_delay: Callable[[int], float] | None = None,
+    concurrency: int | None = None,
 ) -> ApplySummary:
     """Apply every PENDING (and verify every APPLYING) target of the run; see module docstring.
 
     Raises :class:`RunTaken` when another writer holds the run. ``retry_delay(attempts)`` is
-    the wait before a target's next attempt (default: 2/4/8 s ±20 %).
+    the wait before a target's next attempt (default: 2/4/8 s ±20 %). ``concurrency``: how
+    many product writes this (single) writer keeps in flight at once; default
+    ``CALIBR_APPLY_CONCURRENCY``, else chosen from the restore rate the shop reports
+    (:func:`concurrency_for_restore_rate`: 1 on Standard, 8 on Plus).
     """
     started = time.monotonic()
     lease_seconds = settings.apply_lease_seconds() if lease_seconds is None else lease_seconds
@@ -381,6 +402,15 @@ def apply_run(
     summary = ApplySummary(run_id, RunState.APPLYING.value)
     client = client_factory(shop)
     try:
+        if concurrency is None:
+            concurrency = settings.apply_concurrency()
+        if concurrency is None:
+            preset = RATE_PRESETS.get((shop.rate_limit_preset or "").lower())
+            concurrency = concurrency_for_restore_rate(preset[1] if preset else None)
+        if concurrency is not None and concurrency > 1:
+            summary.concurrency = concurrency
+            _apply_concurrently(warehouse_url, ctx, client, summary, concurrency, sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+            return _finish(warehouse_url, ctx, client, summary, started)
         ready_by: datetime | None = None
         while True:
             now = max(utcnow(), ready_by or utcnow())
@@ -412,14 +442,18 @@ def apply_run(
         client.close()
 
 
-def _next_page(session: Session, run_id: str, now: datetime) -> list[_Target]:
+def _next_page(session: Session, run_id: str, now: datetime, *, exclude_products: Iterable[str] = (), limit: int = PAGE_PRODUCTS) -> list[_Target]:
     ready = and_(
         RuleTarget.run_id == run_id,
         RuleTarget.state.in_(ACTIVE_TARGET_STATES),
         or_(RuleTarget.next_attempt_at.is_(None), RuleTarget.next_attempt_at <= now),
     )
+    exclude_products = list(exclude_products)
+    if exclude_products:
+        # Products whose write is in flight: their rows are still PENDING/APPLYING.
+        ready = and_(ready, RuleTarget.product_external_id.not_in(exclude_products))
     products = session.scalars(
-        select(RuleTarget.product_external_id).where(ready).group_by(RuleTarget.product_external_id).order_by(RuleTarget.product_external_id).limit(PAGE_PRODUCTS)
+        select(RuleTarget.product_external_id).where(ready).group_by(RuleTarget.product_external_id).order_by(RuleTarget.product_external_id).limit(limit)
     ).all()
     if not products:
         return []
@@ -443,11 +477,102 @@ def _superseded(session: Session, ctx: _RunContext, variant_ids: Iterable[int]) 
     return {vid: f"superseded: newer run {other} already set this variant" for vid, other in newer}
 
 
-def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
+# -- concurrent writes (one writer, several requests in flight) -----------------------------------
+
+MAX_CONCURRENCY = 10  # requests' connection pool keeps 10 connections per host
+# Points restored per second that one sequential writer can use at ~50-100 ms a round trip
+# (10-point writes): Standard (100/s) needs 1 request in flight, Plus (1,000/s) about 8.
+_RESTORE_PER_WRITER = 125.0
+
+
+def concurrency_for_restore_rate(restore_rate: float | None) -> int:
+    """Requests in flight that let one writer spend a bucket restoring ``restore_rate`` points/s."""
+    if not restore_rate or restore_rate <= 0:
+        return 1
+    return max(1, min(MAX_CONCURRENCY, round(restore_rate / _RESTORE_PER_WRITER)))
+
+
+def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, summary: ApplySummary, concurrency: int, *,
+                        sleep, retry_delay, after_request) -> None:
+    """The apply loop with up to ``concurrency`` product writes in flight.
+
+    Still one writer: the run's lease is this process's, renewed before every product write
+    by whichever thread sends it; a lost lease stops every thread (the first error wins and
+    no new write starts). The main thread reads and judges a page (the write-time check,
+    per product, on data read from the shop just before), then hands the products to the
+    worker threads; it reads the next page while they write, never picking a product whose
+    write is still in flight. Every request, read or write, books its points in the
+    client's shared :class:`CostBucket` and waits until the mirrored bucket can pay, so
+    concurrency never sends a request the bucket cannot pay.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    in_flight: dict[Future, str] = {}
+    slots = threading.Semaphore(concurrency)
+    failed: list[BaseException] = []
+    ready_by: datetime | None = None
+
+    def check_failures() -> None:
+        for future in [f for f in in_flight if f.done()]:
+            del in_flight[future]
+            error = future.exception()
+            if error is not None:
+                failed.append(error)
+        if failed:
+            raise failed[0]
+
+    def run_one(product_gid, targets, decisions, snapshots) -> None:
+        try:
+            if failed:
+                return  # another write failed (lease lost, shop unreadable): start nothing new
+            _write_product(warehouse_url, ctx, client, product_gid, targets, decisions, snapshots, summary,
+                           sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        finally:
+            slots.release()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"apply-{ctx.run_id[:8]}") as pool:
+        try:
+            while True:
+                check_failures()
+                now = max(utcnow(), ready_by or utcnow())
+                with session_scope(warehouse_url) as session:
+                    renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+                    page = _next_page(session, ctx.run_id, now, exclude_products=set(in_flight.values()), limit=max(PAGE_PRODUCTS, 2 * concurrency))
+                    earliest = None
+                    if not page and not in_flight:
+                        earliest = session.scalar(
+                            select(func.min(RuleTarget.next_attempt_at)).where(RuleTarget.run_id == ctx.run_id, RuleTarget.state.in_(ACTIVE_TARGET_STATES))
+                        )
+                if not page:
+                    if in_flight:
+                        wait(list(in_flight), return_when=FIRST_COMPLETED)
+                        continue
+                    if earliest is None:
+                        return
+                    sleep(max(0.0, (earliest - utcnow()).total_seconds()))
+                    ready_by = earliest
+                    continue
+                for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
+                    slots.acquire()
+                    check_failures()
+                    in_flight[pool.submit(run_one, product_gid, targets, decisions, snapshots)] = product_gid
+        except BaseException:
+            failed.append(RuntimeError("stopping"))  # workers not yet started do nothing
+            raise
+        finally:
+            wait(list(in_flight))
+
+
+def _judge_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary) -> list[tuple[str, list[_Target], dict[int, WriteDecision], Any]]:
+    """Read the page's variants from the shop (write-time facts) and judge every target;
+    returns ``(product_gid, targets, decisions, snapshots)`` per product, in page order."""
     gids = [t.variant_gid for t in page]
     requests_before = client.stats.requests
     snapshots = read_variants(client, gids, batch_size=READ_BATCH, with_cost=True)
-    summary.read_requests += client.stats.requests - requests_before
+    summary.count(read_requests=client.stats.requests - requests_before)
     with session_scope(warehouse_url) as session:
         catalog = {row.id: (row.cost, row.map_price) for row in session.execute(
             select(Variant.id, Variant.cost, Variant.map_price).where(Variant.id.in_([t.variant_id for t in page]))
@@ -456,6 +581,7 @@ def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
     by_product: dict[str, list[_Target]] = defaultdict(list)
     for target in page:
         by_product[target.product_gid].append(target)
+    judged = []
     for product_gid, targets in by_product.items():
         decisions: dict[int, WriteDecision] = {}
         for t in targets:
@@ -471,51 +597,65 @@ def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
             )
             decisions[t.id] = check_write(ctx.guardrails, t.currency, from_price=t.from_price, to_price=t.to_price, facts=facts,
                                           sent_before=t.sent_before, check_max_change=ctx.check_max_change)
-        to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
-        exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
-        with session_scope(warehouse_url) as session:
-            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
-            _record_decisions(session, ctx, targets, decisions, snapshots, summary)
-            if exhausted:
-                _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown",
-                      message_of=lambda t: t.error or "write attempts exhausted")
-            if to_write:
-                session.execute(
-                    update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
-                    .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(), next_attempt_at=None)
-                    .execution_options(synchronize_session=False)
-                )
-        if not to_write:
-            continue
-        # APPLYING (and the attempt) is committed before the request: a crash from here on is
-        # recovered by reading the shop, never by writing blindly.
-        summary.write_requests += 1
-        updates = [VariantPriceUpdate(variant_gid=t.variant_gid, price=t.to_price) for t in to_write]
-        try:
-            result = bulk_update_prices(client, product_gid, updates, allow_partial=True, sleep=sleep)
-            outcome, failure = {r.variant_gid: r for r in result.results}, None
-        except ShopifyAdminError as exc:
-            outcome, failure = {}, exc
-        with session_scope(warehouse_url) as session:
-            if failure is not None:
-                _record_failure(session, ctx, to_write, failure, summary, retry_delay)
-            else:
-                ok = [t for t in to_write if (r := outcome.get(t.variant_gid)) is not None and r.ok]
-                refused = [t for t in to_write if t not in ok]
-                _mark_applied(session, ctx, ok, summary, note=None)
-                if refused:
-                    _fail(session, ctx, refused, summary,
-                          error_type_of=lambda t: (outcome[t.variant_gid].error_code if t.variant_gid in outcome else None) or "MISSING_RESULT",
-                          message_of=lambda t: (outcome[t.variant_gid].error_message if t.variant_gid in outcome else None) or "the shop returned no result for this variant")
-        if after_request is not None:
-            after_request(summary.write_requests)
+        judged.append((product_gid, targets, decisions, snapshots))
+    return judged
+
+
+def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
+    for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
+        _write_product(warehouse_url, ctx, client, product_gid, targets, decisions, snapshots, summary,
+                       sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+
+
+def _write_product(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, product_gid: str, targets: list[_Target],
+                   decisions: dict[int, WriteDecision], snapshots, summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
+    """Record one product's write-time decisions, then write the targets still safe to write
+    (one request) and record their outcomes. Thread-safe: it only touches this product's rows."""
+    to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
+    exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
+    with session_scope(warehouse_url) as session:
+        renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+        _record_decisions(session, ctx, targets, decisions, snapshots, summary)
+        if exhausted:
+            _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown",
+                  message_of=lambda t: t.error or "write attempts exhausted")
+        if to_write:
+            session.execute(
+                update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
+                .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(), next_attempt_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    if not to_write:
+        return
+    # APPLYING (and the attempt) is committed before the request: a crash from here on is
+    # recovered by reading the shop, never by writing blindly.
+    write_number = summary.count(write_requests=1)
+    updates = [VariantPriceUpdate(variant_gid=t.variant_gid, price=t.to_price) for t in to_write]
+    try:
+        result = bulk_update_prices(client, product_gid, updates, allow_partial=True, sleep=sleep)
+        outcome, failure = {r.variant_gid: r for r in result.results}, None
+    except ShopifyAdminError as exc:
+        outcome, failure = {}, exc
+    with session_scope(warehouse_url) as session:
+        if failure is not None:
+            _record_failure(session, ctx, to_write, failure, summary, retry_delay)
+        else:
+            ok = [t for t in to_write if (r := outcome.get(t.variant_gid)) is not None and r.ok]
+            refused = [t for t in to_write if t not in ok]
+            _mark_applied(session, ctx, ok, summary, note=None)
+            if refused:
+                _fail(session, ctx, refused, summary,
+                      error_type_of=lambda t: (outcome[t.variant_gid].error_code if t.variant_gid in outcome else None) or "MISSING_RESULT",
+                      message_of=lambda t: (outcome[t.variant_gid].error_message if t.variant_gid in outcome else None) or "the shop returned no result for this variant")
+    if after_request is not None:
+        after_request(write_number)
 
 
 def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target], decisions: dict[int, WriteDecision], snapshots, summary: ApplySummary) -> None:
     recovered = [t for t in targets if decisions[t.id].verdict == "already_applied"]
     if recovered:
         _mark_applied(session, ctx, recovered, summary, note="found at the target price when read back (a lost answer or an interrupted apply): audited once, not written again")
-        summary.recovered += len(recovered)
+        summary.count(recovered=len(recovered))
     skip_state = {"stale": TargetState.SKIPPED_STALE, "guardrail": TargetState.SKIPPED_GUARDRAIL, "superseded": TargetState.SKIPPED_SUPERSEDED}
     skipped = [(t, skip_state[decisions[t.id].verdict]) for t in targets if decisions[t.id].verdict in skip_state]
     if not skipped:
@@ -529,7 +669,7 @@ def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target]
             update(RuleTarget).where(RuleTarget.id == t.id).values(state=state.value, error=decision.reason[:2000], error_code=state.value, next_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
-        summary.skipped[state.value] = summary.skipped.get(state.value, 0) + 1
+        summary.tally("skipped", state.value)
     # The write-time check joins the target's explain trace (read per target, so loaded per skip).
     for t, state in skipped:
         target = session.get(RuleTarget, t.id)
@@ -605,7 +745,7 @@ def _mark_applied(session: Session, ctx: _RunContext, targets: list[_Target], su
         [{"b_id": t.variant_id, "b_price": t.to_price} for t in targets],
     )
     _resolve_letters(session, ids, resolution="applied")
-    summary.applied += len(targets)
+    summary.count(applied=len(targets))
 
 
 def _fail(session: Session, ctx: _RunContext, targets: list[_Target], summary: ApplySummary, *, error_type_of, message_of) -> None:
@@ -625,15 +765,15 @@ def _fail(session: Session, ctx: _RunContext, targets: list[_Target], summary: A
         else:
             letter.error_type, letter.error_message, letter.attempts = error_type, message, attempts
             letter.resolved_at = letter.resolution = None
-        summary.failed += 1
-        summary.errors[error_type] = summary.errors.get(error_type, 0) + 1
+        summary.count(failed=1)
+        summary.tally("errors", error_type)
 
 
 def _record_failure(session: Session, ctx: _RunContext, targets: list[_Target], failure: ShopifyAdminError, summary: ApplySummary, retry_delay) -> None:
     error_type = getattr(failure.error_class, "value", str(failure.error_class))
     if failure.code == "DATA_WITH_ERRORS":
         error_type = "DATA_WITH_ERRORS"
-    summary.errors[error_type] = summary.errors.get(error_type, 0) + len(targets)
+    summary.tally("errors", error_type, len(targets))
     message = str(failure)[:2000]
     if failure.maybe_written:
         # The write may have landed: stay APPLYING; the next pass reads them back first.

@@ -162,13 +162,16 @@ class TargetStats:
     frozen: bool
 
 
-def estimate_apply_seconds(products: int, preset: str | None) -> float:
+def estimate_apply_seconds(products: int, preset: str | None, concurrency: int | None = None) -> float:
     """Rate-limit floor plus latency: each product is one bulk update costing 10 points."""
     bucket, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
+    if concurrency is None:
+        # The apply keeps this many writes in flight (price_apply.concurrency_for_restore_rate).
+        concurrency = max(1, min(10, round(restore / 125)))
     cost = products * BULK_UPDATE_COST
-    # Requests go one after another: the run takes whichever is longer, the rate-limit
-    # floor or the round trips (they overlap, so they do not add up).
-    return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S), 1)
+    # The run takes whichever is longer, the rate-limit floor or the round trips (up to
+    # ``concurrency`` at once); they overlap, so they do not add up.
+    return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S / concurrency), 1)
 
 
 def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
