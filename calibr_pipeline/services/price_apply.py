@@ -41,8 +41,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Sequence
@@ -348,6 +349,19 @@ class _RunContext:
     owner: str
     actor: str
     lease_seconds: float
+    # Concurrent writes on SQLite: one transaction at a time, queued on this lock instead of
+    # SQLite's busy handler (which sleeps 1-100 ms per retry and made 8 threads slower than 1).
+    db_lock: threading.Lock | None = None
+
+
+@contextmanager
+def _transaction(warehouse_url: str, ctx: _RunContext) -> Iterator[Session]:
+    if ctx.db_lock is None:
+        with session_scope(warehouse_url) as session:
+            yield session
+        return
+    with ctx.db_lock, session_scope(warehouse_url) as session:
+        yield session
 
 
 def _guardrails_of(session: Session, run: RuleRun) -> tuple[Guardrails | None, bool]:
@@ -479,6 +493,7 @@ def _superseded(session: Session, ctx: _RunContext, variant_ids: Iterable[int]) 
 
 # -- concurrent writes (one writer, several requests in flight) -----------------------------------
 
+READ_AHEAD = 2  # page reads under way while the writers write the pages read before
 MAX_CONCURRENCY = 10  # requests' connection pool keeps 10 connections per host
 # Points restored per second that one sequential writer can use at ~50-100 ms a round trip
 # (10-point writes): Standard (100/s) needs 1 request in flight, Plus (1,000/s) about 8.
@@ -500,12 +515,17 @@ def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdm
     by whichever thread sends it; a lost lease stops every thread (the first error wins and
     no new write starts). The main thread reads and judges a page (the write-time check,
     per product, on data read from the shop just before), then hands the products to the
-    worker threads; it reads the next page while they write, never picking a product whose
-    write is still in flight. Every request, read or write, books its points in the
+    worker threads; two reader threads read the next pages while they write (a page read of
+    100 variants takes longer than its 25 writes at 8 in flight), never picking a product
+    whose read or write is still under way. The gap between a product's read and its write
+    is therefore at most about two pages of writes (well under a second on Plus). Every request, read or write, books its points in the
     client's shared :class:`CostBucket` and waits until the mirrored bucket can pay, so
     concurrency never sends a request the bucket cannot pay.
     """
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    if warehouse_url.startswith("sqlite"):
+        ctx = replace(ctx, db_lock=threading.Lock())
 
     in_flight: dict[Future, str] = {}
     slots = threading.Semaphore(concurrency)
@@ -533,20 +553,30 @@ def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdm
         finally:
             slots.release()
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"apply-{ctx.run_id[:8]}") as pool:
+    reading: dict[Future, list[str]] = {}  # page reads under way -> their products
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"apply-{ctx.run_id[:8]}") as pool, \
+            ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix=f"apply-read-{ctx.run_id[:8]}") as readers:
         try:
             while True:
                 check_failures()
-                now = max(utcnow(), ready_by or utcnow())
-                with session_scope(warehouse_url) as session:
-                    renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
-                    page = _next_page(session, ctx.run_id, now, exclude_products=set(in_flight.values()), limit=max(PAGE_PRODUCTS, 2 * concurrency))
-                    earliest = None
-                    if not page and not in_flight:
-                        earliest = session.scalar(
-                            select(func.min(RuleTarget.next_attempt_at)).where(RuleTarget.run_id == ctx.run_id, RuleTarget.state.in_(ACTIVE_TARGET_STATES))
-                        )
-                if not page:
+                # Keep READ_AHEAD page reads under way, so the writers never wait for a read.
+                exhausted = False
+                while len(reading) < READ_AHEAD and not exhausted:
+                    now = max(utcnow(), ready_by or utcnow())
+                    busy = set(in_flight.values()).union(*reading.values())
+                    with _transaction(warehouse_url, ctx) as session:
+                        renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+                        page = _next_page(session, ctx.run_id, now, exclude_products=busy, limit=PAGE_PRODUCTS)
+                        earliest = None
+                        if not page and not in_flight and not reading:
+                            earliest = session.scalar(
+                                select(func.min(RuleTarget.next_attempt_at)).where(RuleTarget.run_id == ctx.run_id, RuleTarget.state.in_(ACTIVE_TARGET_STATES))
+                            )
+                    if page:
+                        reading[readers.submit(_judge_page, warehouse_url, ctx, client, page, summary)] = sorted({t.product_gid for t in page})
+                    else:
+                        exhausted = True
+                if not reading:
                     if in_flight:
                         wait(list(in_flight), return_when=FIRST_COMPLETED)
                         continue
@@ -555,14 +585,19 @@ def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdm
                     sleep(max(0.0, (earliest - utcnow()).total_seconds()))
                     ready_by = earliest
                     continue
-                for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
-                    slots.acquire()
-                    check_failures()
-                    in_flight[pool.submit(run_one, product_gid, targets, decisions, snapshots)] = product_gid
+                done, _ = wait(list(reading), return_when=FIRST_COMPLETED)
+                for read in done:
+                    judged = read.result()  # a page the shop would not let us read stops the run
+                    for product_gid, targets, decisions, snapshots in judged:
+                        slots.acquire()
+                        check_failures()
+                        in_flight[pool.submit(run_one, product_gid, targets, decisions, snapshots)] = product_gid
+                    del reading[read]
         except BaseException:
             failed.append(RuntimeError("stopping"))  # workers not yet started do nothing
             raise
         finally:
+            wait(list(reading))
             wait(list(in_flight))
 
 
@@ -570,10 +605,9 @@ def _judge_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
     """Read the page's variants from the shop (write-time facts) and judge every target;
     returns ``(product_gid, targets, decisions, snapshots)`` per product, in page order."""
     gids = [t.variant_gid for t in page]
-    requests_before = client.stats.requests
     snapshots = read_variants(client, gids, batch_size=READ_BATCH, with_cost=True)
-    summary.count(read_requests=client.stats.requests - requests_before)
-    with session_scope(warehouse_url) as session:
+    summary.count(read_requests=-(-len(gids) // READ_BATCH))  # requests sent (not counting transport retries)
+    with _transaction(warehouse_url, ctx) as session:
         catalog = {row.id: (row.cost, row.map_price) for row in session.execute(
             select(Variant.id, Variant.cost, Variant.map_price).where(Variant.id.in_([t.variant_id for t in page]))
         )}
@@ -613,7 +647,7 @@ def _write_product(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminCli
     (one request) and record their outcomes. Thread-safe: it only touches this product's rows."""
     to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
     exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
-    with session_scope(warehouse_url) as session:
+    with _transaction(warehouse_url, ctx) as session:
         renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
         _record_decisions(session, ctx, targets, decisions, snapshots, summary)
         if exhausted:
@@ -636,7 +670,7 @@ def _write_product(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminCli
         outcome, failure = {r.variant_gid: r for r in result.results}, None
     except ShopifyAdminError as exc:
         outcome, failure = {}, exc
-    with session_scope(warehouse_url) as session:
+    with _transaction(warehouse_url, ctx) as session:
         if failure is not None:
             _record_failure(session, ctx, to_write, failure, summary, retry_delay)
         else:
