@@ -18,6 +18,7 @@ from typing import Sequence
 from sqlalchemy import String, Text, bindparam, cast, delete, literal, select, update
 from sqlalchemy.orm import Session
 
+from calibr_pipeline import settings
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.domain.rules import (
     CompetitorPriceInput,
@@ -380,5 +381,8 @@ def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) 
     writes = [t for t in targets if t.action == "write"]
     products = len({t.product_external_id for t in writes})
     estimate = estimate_apply_seconds(products, preset)
-    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate}
+    _, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
+    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate,
+                        # How the apply will write: synchronous, this many product writes in flight.
+                        "apply_mode": "sync", "apply_concurrency": settings.apply_concurrency() or max(1, min(10, round(restore / 125)))}
     return TargetStats(len(targets), len(writes), dict(sorted(by_status.items())), products, estimate, frozen)
