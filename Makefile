@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench sandbox ui sql install clean
+.PHONY: demo test bench bench-scale sandbox ui sql install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 ## Performance benchmarks (prints figures; not part of the test suite).
 bench: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.run_all
+
+## Scaling curves: wall time and peak RSS of catalog, preview and apply at 1k/10k/100k SKUs.
+bench-scale: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_scale
 
 sandbox: install
 	$(BIN)/calibr sandbox
