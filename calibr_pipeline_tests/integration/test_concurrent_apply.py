@@ -135,3 +135,19 @@ def test_concurrency_follows_the_plan_restore_rate():
     assert concurrency_for_restore_rate(200) == 2  # Advanced
     assert concurrency_for_restore_rate(1000) == 8  # Plus
     assert concurrency_for_restore_rate(None) == 1
+
+
+def test_apply_concurrency_setting_is_validated_and_shown_in_the_estimate():
+    from calibr_pipeline import settings
+    from calibr_pipeline.services.rule_runs import estimate_apply_seconds
+
+    assert settings.apply_concurrency({}) is None
+    assert settings.apply_concurrency({"CALIBR_APPLY_CONCURRENCY": "4"}) == 4
+    for bad in ("0", "11", "two", "-1"):
+        with pytest.raises(ValueError, match="CALIBR_APPLY_CONCURRENCY must be a whole number from 1 to 10"):
+            settings.apply_concurrency({"CALIBR_APPLY_CONCURRENCY": bad})
+    # 2,500 products on Plus (rate-limit floor 15 s): round trips of an assumed 0.15 s dominate,
+    # 8 at a time (the plan's default) or one at a time.
+    assert estimate_apply_seconds(2500, "plus") == 46.9
+    assert estimate_apply_seconds(2500, "plus", concurrency=1) == 375.0
+    assert estimate_apply_seconds(250, "standard") == 37.5  # Standard: 1 in flight; 2,500 points fit the bucket, round trips dominate
