@@ -599,10 +599,23 @@ def _json(value: Any, exponent: int) -> Any:
     return value
 
 
+_AMOUNT_TEXTS: dict[tuple[Decimal, int], str] = {}
+
+
 def _json_default(value: Any, *, exponent: int) -> Any:
     """``json.dumps`` fallback with :func:`_json`'s conversions (amounts, datetimes, mappings)."""
     if isinstance(value, Decimal):
-        return _amount_text(value, exponent)
+        if not value.is_finite() or (value and value.adjusted() > _MAX_ADJUSTED_EXPONENT + 6):
+            return _amount_text(value, exponent)  # rare; their text depends on the exponent
+        # Equal amounts read the same (_amount_text depends on the value, not its exponent),
+        # and a catalog repeats prices, costs and bounds: remember the texts of one preview.
+        key = (value, exponent)
+        text = _AMOUNT_TEXTS.get(key)
+        if text is None:
+            if len(_AMOUNT_TEXTS) >= 200_000:
+                _AMOUNT_TEXTS.clear()
+            text = _AMOUNT_TEXTS[key] = _amount_text(value, exponent)
+        return text
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
