@@ -48,6 +48,7 @@ PREVIEW_MAX_AGE_HOURS_ENV = "CALIBR_PREVIEW_MAX_AGE_HOURS"
 DLQ_MAX_AGE_HOURS_ENV = "CALIBR_DLQ_MAX_AGE_HOURS"
 DLQ_MAX_RETRIES_ENV = "CALIBR_DLQ_MAX_RETRIES"
 APPLY_CONCURRENCY_ENV = "CALIBR_APPLY_CONCURRENCY"
+APPLY_MODE_ENV = "CALIBR_APPLY_MODE"
 
 
 def _positive_number(env, name: str, default: float) -> float:
@@ -78,6 +79,17 @@ def apply_concurrency(environ: os._Environ | dict | None = None) -> int | None:
     if not raw.isdigit() or not 1 <= int(raw) <= 10:
         raise ValueError(f"{APPLY_CONCURRENCY_ENV} must be a whole number from 1 to 10, got {raw!r}")
     return int(raw)
+
+
+def apply_mode(environ: os._Environ | dict | None = None) -> str | None:
+    """Force every apply to ``sync`` or ``bulk``; unset: each run's preview chooses."""
+    env = os.environ if environ is None else environ
+    raw = env.get(APPLY_MODE_ENV, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in ("sync", "bulk"):
+        raise ValueError(f"{APPLY_MODE_ENV} must be sync or bulk, got {raw!r}")
+    return raw
 
 
 def preview_max_age_hours(environ: os._Environ | dict | None = None) -> float:

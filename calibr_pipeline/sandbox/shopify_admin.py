@@ -926,6 +926,11 @@ class ShopifyAdminSandbox:
         self._documents: dict[str, Any] = {}
         self._documents_lock = threading.Lock()
         self.server = SandboxHTTPServer(self, name="shopify-admin", host=host, port=port, control=control)
+        from calibr_pipeline.sandbox.bulk_operations import BulkOperations
+
+        # Bulk mutations: staged uploads, bulkOperationRunMutation, polling, result files.
+        self.bulk = BulkOperations(self)
+        self.bulk.install()
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -1012,6 +1017,8 @@ class ShopifyAdminSandbox:
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         match = _PATH.match(request.path)
+        if match is None and (bulk_answer := self.bulk.handle_http(request)) is not None:
+            return bulk_answer
         shop = self._shops.get(match["shop"]) if match else None
         if shop is None or match["version"] not in SUPPORTED_VERSIONS:
             return SandboxResponse.json({"errors": "Not Found"}, status=404)

@@ -125,6 +125,10 @@ class ApplySummary:
     duration_seconds: float = 0.0
     taken_by: str | None = None  # set when another writer held the run: nothing was done
     concurrency: int = 1  # product writes in flight at once (one writer, several requests)
+    mode: str = "sync"  # "bulk": a bulk mutation wrote what it could, the sync loop the rest
+    bulk_operation: str | None = None
+    bulk_status: str | None = None
+    bulk_message: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, **deltas: int) -> int:
@@ -392,6 +396,8 @@ def apply_run(
     lease_seconds: float | None = None,
     retry_delay: Callable[[int], float] | None = None,
     concurrency: int | None = None,
+    mode: str | None = None,
+    bulk_poll_interval: float = 0.5,
 ) -> ApplySummary:
     """Apply every PENDING (and verify every APPLYING) target of the run; see module docstring.
 
@@ -399,7 +405,9 @@ def apply_run(
     the wait before a target's next attempt (default: 2/4/8 s ±20 %). ``concurrency``: how
     many product writes this (single) writer keeps in flight at once; default
     ``CALIBR_APPLY_CONCURRENCY``, else chosen from the restore rate the shop reports
-    (:func:`concurrency_for_restore_rate`: 1 on Standard, 8 on Plus).
+    (:func:`concurrency_for_restore_rate`: 1 on Standard, 8 on Plus). ``mode``: ``"sync"``,
+    ``"bulk"`` (a bulk mutation first, see :func:`_apply_bulk`) or None: the run's preview
+    choice (``run_metadata.apply_mode``), overridable with ``CALIBR_APPLY_MODE``.
     """
     started = time.monotonic()
     lease_seconds = settings.apply_lease_seconds() if lease_seconds is None else lease_seconds
@@ -413,9 +421,17 @@ def apply_run(
         ctx = _RunContext(run.id, run.tenant_id, run.project_id, run.correlation_id, run.kind, run.queued_at, guardrails, check_max_change,
                           owner, actor, lease_seconds)
         shop = shop_for_run(session, run)
+        run_metadata = dict(run.run_metadata or {})
     summary = ApplySummary(run_id, RunState.APPLYING.value)
+    mode = mode or settings.apply_mode() or (run_metadata.get("apply_mode") if isinstance(run_metadata, dict) else None) or "sync"
+    if mode not in ("sync", "bulk"):
+        raise CalibrError(f"apply mode must be sync or bulk, got {mode!r}")
+    summary.mode = mode
     client = client_factory(shop)
     try:
+        _release_bulk_holds(warehouse_url, run_id)  # a crashed bulk apply's targets are read back at once
+        if mode == "bulk":
+            _apply_bulk(warehouse_url, ctx, client, summary, sleep=sleep, poll_interval=bulk_poll_interval)
         if concurrency is None:
             concurrency = settings.apply_concurrency()
         if concurrency is None:
@@ -599,6 +615,114 @@ def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdm
         finally:
             wait(list(reading))
             wait(list(in_flight))
+
+
+# -- bulk-operation apply (huge runs) -----------------------------------------------------------------
+
+BULK_PENDING = "BULK_PENDING"  # error_code of targets handed to a bulk operation, outcome not yet known
+_BULK_HOLD = timedelta(hours=24)  # a bulk mutation ends within 24 h (Shopify)
+_LOST_HOLD = timedelta(minutes=10)  # lost track of a started operation: wait before reading back
+
+
+def _release_bulk_holds(warehouse_url: str, run_id: str) -> None:
+    """Targets a crashed bulk apply left behind are due now: the loop reads them back."""
+    with session_scope(warehouse_url) as session:
+        session.execute(
+            update(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state == TargetState.APPLYING.value, RuleTarget.error_code == BULK_PENDING)
+            .values(next_attempt_at=None).execution_options(synchronize_session=False)
+        )
+
+
+def _apply_bulk(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, summary: ApplySummary, *, sleep, poll_interval: float) -> None:
+    """Write the run's targets with one bulk mutation, then leave the rest to the sync loop.
+
+    1. Page by page, exactly as the sync loop: read the variants (write-time facts), judge
+       every target, record skips/recoveries, renew the lease, and commit the targets still
+       safe to write as APPLYING (``attempts + 1``, ``error_code`` BULK_PENDING, held for
+       24 h so the page query moves on). Only those go into the JSONL.
+    2. Upload, run, poll, download (:mod:`connectors.shopify_admin.bulk`); the operation id
+       is kept in the run's metadata.
+    3. A result line decides its variants: written -> APPLIED (one audit row each);
+       userErrors -> FAILED (dead-lettered). Variants without a result (operation FAILED
+       before their line, a lost poll or download) stay APPLYING and are due at once: the
+       sync loop that follows reads them back (at the target -> APPLIED, at the previewed
+       price -> written again, else SKIPPED_STALE). An operation that never started
+       (upload expired, another bulk mutation in progress) certainly wrote nothing: its
+       targets go back to PENDING and the sync loop writes them.
+    """
+    from calibr_pipeline.connectors.shopify_admin.bulk import BulkLine, run_bulk_price_update
+
+    held: list[_Target] = []
+    while True:
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            page = _next_page(session, ctx.run_id, utcnow())
+        if not page:
+            break
+        for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
+            to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
+            exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
+            with session_scope(warehouse_url) as session:
+                renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+                _record_decisions(session, ctx, targets, decisions, snapshots, summary)
+                if exhausted:
+                    _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown", message_of=lambda t: t.error or "write attempts exhausted")
+                if to_write:
+                    session.execute(
+                        update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
+                        .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(),
+                                next_attempt_at=utcnow() + _BULK_HOLD, error_code=BULK_PENDING, error="handed to a bulk operation")
+                        .execution_options(synchronize_session=False)
+                    )
+            held.extend(_after_attempt(t) for t in to_write)
+    if not held:
+        return
+    by_product: dict[str, list[_Target]] = defaultdict(list)
+    for t in held:
+        by_product[t.product_gid].append(t)
+    lines = [BulkLine(product, [(t.variant_gid, t.to_price) for t in targets]) for product, targets in by_product.items()]
+
+    def remember(operation_id: str) -> None:
+        summary.bulk_operation = operation_id
+        with session_scope(warehouse_url) as session:
+            run = get_run(session, ctx.run_id)
+            run.run_metadata = {**(run.run_metadata or {}), "bulk_operation": operation_id}
+
+    summary.count(write_requests=1)
+    result = run_bulk_price_update(client, lines, sleep=sleep, on_started=remember, poll_interval=poll_interval)
+    summary.bulk_status, summary.bulk_message = result.status, result.message
+    ok = [t for t in held if (o := result.outcomes.get(t.variant_gid)) is not None and o.ok]
+    refused = [t for t in held if (o := result.outcomes.get(t.variant_gid)) is not None and not o.ok]
+    unknown = [t for t in held if t.variant_gid not in result.outcomes]
+    chunk = 500
+    for start in range(0, max(len(ok), len(refused)), chunk):
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            _mark_applied(session, ctx, ok[start:start + chunk], summary, note=f"written by bulk operation {result.operation_id}")
+            part = refused[start:start + chunk]
+            if part:
+                _fail(session, ctx, part, summary, error_type_of=lambda t: result.outcomes[t.variant_gid].error_code or "USER_ERROR",
+                      message_of=lambda t: result.outcomes[t.variant_gid].error_message or "refused by the shop")
+    if unknown:
+        ids = [t.id for t in unknown]
+        with session_scope(warehouse_url) as session:
+            due: datetime | None = None
+            if result.status == "REFUSED":
+                # Never started: nothing was written; the sync loop writes them (attempt given back).
+                check_target_transition(TargetState.APPLYING, TargetState.PENDING, attempts=0, max_attempts=1)
+                values = dict(state=TargetState.PENDING.value, attempts=RuleTarget.attempts - 1)
+            elif result.status == "LOST":
+                # The operation may still be running: read them back only once it has had time to end.
+                values, due = {}, utcnow() + _LOST_HOLD
+            else:
+                values = {}
+            for start in range(0, len(ids), chunk):
+                session.execute(
+                    update(RuleTarget).where(RuleTarget.id.in_(ids[start:start + chunk]))
+                    .values(next_attempt_at=due, error_code=f"BULK_{result.status}", error=(result.message or result.status)[:2000], **values)
+                    .execution_options(synchronize_session=False)
+                )
+        summary.tally("errors", f"BULK_{result.status}", len(unknown))
 
 
 def _judge_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary) -> list[tuple[str, list[_Target], dict[int, WriteDecision], Any]]:

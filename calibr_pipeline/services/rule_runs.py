@@ -164,6 +164,14 @@ class TargetStats:
     frozen: bool
 
 
+BULK_WHEN_SYNC_SECONDS_OVER = 900.0  # a sync apply estimated longer than 15 min goes through a bulk mutation
+
+
+def choose_apply_mode(estimated_sync_seconds: float) -> str:
+    """``bulk`` when a synchronous apply would hold the shop's budget for long; else ``sync``."""
+    return "bulk" if estimated_sync_seconds > BULK_WHEN_SYNC_SECONDS_OVER else "sync"
+
+
 def estimate_apply_seconds(products: int, preset: str | None, concurrency: int | None = None) -> float:
     """Rate-limit floor plus latency: each product is one bulk update costing 10 points."""
     bucket, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
@@ -383,6 +391,8 @@ def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) 
     estimate = estimate_apply_seconds(products, preset)
     _, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
     run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate,
-                        # How the apply will write: synchronous, this many product writes in flight.
-                        "apply_mode": "sync", "apply_concurrency": settings.apply_concurrency() or max(1, min(10, round(restore / 125)))}
+                        # How the apply will write: synchronous with this many product writes in flight,
+                        # or one bulk mutation when the synchronous estimate is long (CALIBR_APPLY_MODE forces either).
+                        "apply_mode": settings.apply_mode() or choose_apply_mode(estimate),
+                        "apply_concurrency": settings.apply_concurrency() or max(1, min(10, round(restore / 125)))}
     return TargetStats(len(targets), len(writes), dict(sorted(by_status.items())), products, estimate, frozen)
