@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sandbox round-trip latency per Admin API request in ms (realistic: 50-150)")
     parser.add_argument("--sandbox-process", action="store_true",
                         help="run the sandbox shop in a child process, so its GraphQL execution does not share our GIL (as a real shop's CPU is not ours)")
+    parser.add_argument("--mode", choices=("sync", "bulk"), default=None, help="force the apply mode (default: the preview's choice)")
     parser.add_argument("--concurrency", type=int, default=None, help="product writes in flight at once (default: apply_run's choice from the plan)")
     return parser
 
@@ -204,7 +205,8 @@ def run(argv: list[str] | None = None) -> bool:
                 print(f"  {n:>5} products written  {elapsed:7.1f} s  (floor so far {ideal:6.1f} s)", flush=True)
 
         cpu_started = time.process_time()
-        summary = apply_run(url, run_id, client_factory, actor="bench", sleep=time.sleep, after_request=after_request, concurrency=args.concurrency)
+        summary = apply_run(url, run_id, client_factory, actor="bench", sleep=time.sleep, after_request=after_request, concurrency=args.concurrency,
+                            mode=args.mode)
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         max_in_flight = getattr(shop.stats, "max_in_flight", "n/a")
@@ -237,6 +239,7 @@ def run(argv: list[str] | None = None) -> bool:
     print(f"  run state:                 {summary.state}; targets by state {states}; {audits} audit rows")
     print(f"  variants written:          {writes} in {mutations} productVariantsBulkUpdate calls "
           f"({summary.write_requests} write requests by apply_run); variants written twice: {twice}; shop price != target: {wrong}")
+    print(f"  apply mode:                {summary.mode}" + (f" (bulk operation {summary.bulk_operation}: {summary.bulk_status})" if summary.mode == "bulk" else ""))
     print(f"  latency, concurrency:      {args.latency_ms:g} ms per request (sandbox), {summary.concurrency} writes in flight "
           f"(the shop saw at most {max_in_flight} requests at once)")
     print(f"  CPU time of this process:  {cpu:.1f} s during the write phase ({cpu / wall:.0%} of one core; the machine is shared, "

@@ -10,13 +10,13 @@ Each (step, size) runs in a fresh child process, so its peak RSS (``ru_maxrss`` 
   read itself is rate-limited and measured by bench_rate_floor/--sync-via-api);
 * ``preview``: ``compute_targets`` of a competitor rule over N SKUs, 30 % of them with 3
   competitor listings (bench_preview's data);
-* ``apply-sync``: ``apply_run`` of N price changes against the sandbox shop on the Plus
+* ``apply-sync`` / ``apply-bulk``: ``apply_run`` (mode forced) of N price changes against the sandbox shop on the Plus
   bucket with 50 ms per request, writes in flight chosen by the plan (bench_rate_floor);
   the sandbox runs inside the child, so its memory is included. 100k is off by default
   (about 4 minutes of rate-limit floor alone): pass ``--apply-sizes 1000 10000 100000``.
 
-Bulk-operation apply and scraping are not part of this curve (bulk apply is not built;
-scraping has bench_scrape). The growth factor per 10× should be close to 10 or below.
+Scraping is not part of this curve (bench_scrape measures it). The bulk apply's time is the
+sandbox's simulated processing (``line_seconds`` per JSONL line) plus the write-time reads. The growth factor per 10× should be close to 10 or below.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-STEPS = ("catalog", "preview", "apply-sync")
+STEPS = ("catalog", "preview", "apply-sync", "apply-bulk")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,12 +93,12 @@ def _preview(size: int) -> float:
     return time.perf_counter() - t0
 
 
-def _apply_sync(size: int, latency_ms: float) -> float:
+def _apply_sync(size: int, latency_ms: float, mode: str = "sync") -> float:
     from calibr_pipeline_tests.benchmarks import bench_rate_floor
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        passed_correctness = bench_rate_floor.run(["--products", str(-(-size // 4)), "--preset", "plus", "--latency-ms", str(latency_ms)])
+        passed_correctness = bench_rate_floor.run(["--products", str(-(-size // 4)), "--preset", "plus", "--latency-ms", str(latency_ms), "--mode", mode])
     text = out.getvalue()
     match = re.search(r"wall time, write phase:\s+([0-9.]+) s", text)
     if match is None or "every variant written once and at its target price: PASS" not in text:
@@ -107,7 +107,8 @@ def _apply_sync(size: int, latency_ms: float) -> float:
 
 
 def _child(step: str, size: int, latency_ms: float) -> None:
-    seconds = {"catalog": lambda: _catalog(size), "preview": lambda: _preview(size), "apply-sync": lambda: _apply_sync(size, latency_ms)}[step]()
+    seconds = {"catalog": lambda: _catalog(size), "preview": lambda: _preview(size), "apply-sync": lambda: _apply_sync(size, latency_ms),
+               "apply-bulk": lambda: _apply_sync(size, latency_ms, "bulk")}[step]()
     print(json.dumps({"seconds": seconds}))
 
 
@@ -145,7 +146,7 @@ def run(argv: list[str] | None = None) -> bool:
     print(f"{'step':<12} {'SKUs':>8} {'wall s':>9} {'peak RSS MiB':>13} {'× per 10× (time)':>17} {'× per 10× (RSS)':>16}")
     ok = True
     for step in STEPS:
-        sizes = args.apply_sizes if step == "apply-sync" else args.sizes
+        sizes = args.apply_sizes if step.startswith("apply") else args.sizes
         previous: tuple[int, float, float] | None = None
         for size in sizes:
             try:
@@ -160,7 +161,6 @@ def run(argv: list[str] | None = None) -> bool:
                 growth_m = f"{rss / previous[2]:.1f}" if previous[2] else "n/a"
             print(f"{step:<12} {size:>8} {seconds:>9.2f} {rss:>13.0f} {growth_t:>17} {growth_m:>16}", flush=True)
             previous = (size, seconds, rss)
-    print("apply-bulk   (not built: bulk-operation apply is not implemented yet)")
     return ok
 
 
