@@ -504,7 +504,25 @@ def _superseded(session: Session, ctx: _RunContext, variant_ids: Iterable[int]) 
                RuleRun.queued_at > ctx.queued_at, RuleTarget.state == TargetState.APPLIED.value)
         .group_by(RuleTarget.variant_id)
     ).all()
-    return {vid: f"superseded: newer run {other} already set this variant" for vid, other in newer}
+    superseded = {vid: f"superseded: newer run {other} already set this variant" for vid, other in newer}
+    # A target already sent (APPLYING) whose variant another run applied *after* this run's
+    # attempt: finding the target price when reading back would credit this run with the
+    # other run's write (two audit rows for one write). It is that run's price now.
+    attempted = {vid: at for vid, at in session.execute(
+        select(RuleTarget.variant_id, func.max(RuleTarget.last_attempt_at))
+        .where(RuleTarget.run_id == ctx.run_id, RuleTarget.variant_id.in_(variant_ids), RuleTarget.state == TargetState.APPLYING.value)
+        .group_by(RuleTarget.variant_id)
+    ).all() if at is not None}
+    if attempted:
+        for vid, other, applied_at in session.execute(
+            select(RuleTarget.variant_id, RuleTarget.run_id, RuleTarget.applied_at)
+            .join(RuleRun, RuleRun.id == RuleTarget.run_id)
+            .where(RuleTarget.variant_id.in_(list(attempted)), RuleRun.project_id == ctx.project_id, RuleRun.id != ctx.run_id,
+                   RuleTarget.state == TargetState.APPLIED.value)
+        ).all():
+            if vid not in superseded and applied_at is not None and applied_at >= attempted[vid]:
+                superseded[vid] = f"superseded: run {other} set this variant after this run's attempt; its write is that run's, not audited again"
+    return superseded
 
 
 # -- concurrent writes (one writer, several requests in flight) -----------------------------------
@@ -659,22 +677,27 @@ def _apply_bulk(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
             page = _next_page(session, ctx.run_id, utcnow())
         if not page:
             break
-        for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
-            to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
-            exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
-            with session_scope(warehouse_url) as session:
-                renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+        judged = _judge_page(warehouse_url, ctx, client, page, summary)
+        # One transaction per page (nothing is sent per product here; the lease is renewed
+        # before the page's targets are committed as handed to the bulk operation).
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            page_writes: list[_Target] = []
+            for _product_gid, targets, decisions, snapshots in judged:
+                to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
+                exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
                 _record_decisions(session, ctx, targets, decisions, snapshots, summary)
                 if exhausted:
                     _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown", message_of=lambda t: t.error or "write attempts exhausted")
-                if to_write:
-                    session.execute(
-                        update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
-                        .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(),
-                                next_attempt_at=utcnow() + _BULK_HOLD, error_code=BULK_PENDING, error="handed to a bulk operation")
-                        .execution_options(synchronize_session=False)
-                    )
-            held.extend(_after_attempt(t) for t in to_write)
+                page_writes.extend(to_write)
+            if page_writes:
+                session.execute(
+                    update(RuleTarget).where(RuleTarget.id.in_([t.id for t in page_writes]))
+                    .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(),
+                            next_attempt_at=utcnow() + _BULK_HOLD, error_code=BULK_PENDING, error="handed to a bulk operation")
+                    .execution_options(synchronize_session=False)
+                )
+        held.extend(_after_attempt(t) for t in page_writes)
     if not held:
         return
     by_product: dict[str, list[_Target]] = defaultdict(list)
