@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-copilot bench-api bench-events bench-analytics sandbox ui sql install clean extraction-report api openapi
+.PHONY: demo test bench bench-copilot bench-api bench-events bench-analytics bench-scale sandbox ui sql install clean extraction-report api openapi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-analytics: install
 		$(BIN)/python -c "import sqlalchemy as s; e = s.create_engine('postgresql+psycopg2://postgres@127.0.0.1:5432/test', isolation_level='AUTOCOMMIT'); c = e.connect(); c.exec_driver_sql('DROP DATABASE IF EXISTS calibr_bench_analytics WITH (FORCE)'); c.exec_driver_sql('CREATE DATABASE calibr_bench_analytics')" && \
 		$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_analytics --warehouse-url postgresql+psycopg2://postgres@127.0.0.1:5432/calibr_bench_analytics; \
 	else echo "PostgreSQL not reachable on 127.0.0.1:5432: skipped"; fi
+## Scaling curves: wall time and peak RSS of catalog, preview and apply at 1k/10k/100k SKUs.
+bench-scale: install
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_scale
 
 sandbox: install
 	$(BIN)/calibr sandbox

@@ -49,6 +49,8 @@ class CalibrSettings(BaseSettings):
     APPLY_LEASE_SECONDS: float = Field(300.0, gt=0, description="How long a rule run's writer holds its claim without renewing it; an APPLYING run past its lease may be resumed.")
     PREVIEW_MAX_AGE_HOURS: float = Field(24.0, gt=0, description="A queued run previewed longer ago than this is not applied until it is previewed again.")
     DLQ_MAX_AGE_HOURS: float = Field(72.0, gt=0, description="The DLQ drain never retries a dead letter older than this.")
+    APPLY_CONCURRENCY: int | None = Field(None, ge=1, le=10, description="Product writes one run writer keeps in flight (1-10). Unset: chosen from the shop's plan (Standard 1, Advanced 2, Plus 8).")
+    APPLY_MODE: Literal["sync", "bulk"] | None = Field(None, description="Force every apply to sync or bulk (Shopify bulk operation). Unset: each run's preview chooses.")
     DLQ_MAX_RETRIES: int = Field(3, gt=0, description="The DLQ drain retries a dead letter at most this many times, then closes it as exhausted.")
 
     # --- HTTP API, console and vault (docs/api.md) ---------------------------------------------
@@ -298,6 +300,8 @@ APPLY_LEASE_SECONDS_ENV = "CALIBR_APPLY_LEASE_SECONDS"
 PREVIEW_MAX_AGE_HOURS_ENV = "CALIBR_PREVIEW_MAX_AGE_HOURS"
 DLQ_MAX_AGE_HOURS_ENV = "CALIBR_DLQ_MAX_AGE_HOURS"
 DLQ_MAX_RETRIES_ENV = "CALIBR_DLQ_MAX_RETRIES"
+APPLY_CONCURRENCY_ENV = "CALIBR_APPLY_CONCURRENCY"
+APPLY_MODE_ENV = "CALIBR_APPLY_MODE"
 
 
 def _positive_number(env, name: str, default: float) -> float:
@@ -317,6 +321,28 @@ def apply_lease_seconds(environ: os._Environ | dict | None = None) -> float:
     """How long a run's writer holds its claim without renewing it (renewed before every
     product write); a run APPLYING past its lease may be resumed by another process."""
     return _positive_number(os.environ if environ is None else environ, APPLY_LEASE_SECONDS_ENV, 300.0)
+
+
+def apply_concurrency(environ: os._Environ | dict | None = None) -> int | None:
+    """Product writes one run writer keeps in flight (1-10: requests keeps 10 connections per host); unset: chosen from the shop's plan."""
+    env = os.environ if environ is None else environ
+    raw = env.get(APPLY_CONCURRENCY_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise ValueError(f"{APPLY_CONCURRENCY_ENV} must be a whole number from 1 to 10, got {raw!r}")
+    return int(raw)
+
+
+def apply_mode(environ: os._Environ | dict | None = None) -> str | None:
+    """Force every apply to ``sync`` or ``bulk``; unset: each run's preview chooses."""
+    env = os.environ if environ is None else environ
+    raw = env.get(APPLY_MODE_ENV, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in ("sync", "bulk"):
+        raise ValueError(f"{APPLY_MODE_ENV} must be sync or bulk, got {raw!r}")
+    return raw
 
 
 def preview_max_age_hours(environ: os._Environ | dict | None = None) -> float:

@@ -40,9 +40,10 @@ competitor are separate offers, as in :mod:`calibr_pipeline.domain.market`.
 from __future__ import annotations
 
 import functools
+import json
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from statistics import median
@@ -155,6 +156,8 @@ class TargetProposal:
     status: Status
     reason: str
     explain: dict
+    # The same trace as compact JSON text (no spaces), made once: the preview stores it as is.
+    explain_json: str | None = field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,6 +601,30 @@ def _json(value: Any, exponent: int) -> Any:
     return value
 
 
+_AMOUNT_TEXTS: dict[tuple[Decimal, int], str] = {}
+
+
+def _json_default(value: Any, *, exponent: int) -> Any:
+    """``json.dumps`` fallback with :func:`_json`'s conversions (amounts, datetimes, mappings)."""
+    if isinstance(value, Decimal):
+        if not value.is_finite() or (value and value.adjusted() > _MAX_ADJUSTED_EXPONENT + 6):
+            return _amount_text(value, exponent)  # rare; their text depends on the exponent
+        # Equal amounts read the same (_amount_text depends on the value, not its exponent),
+        # and a catalog repeats prices, costs and bounds: remember the texts of one preview.
+        key = (value, exponent)
+        text = _AMOUNT_TEXTS.get(key)
+        if text is None:
+            if len(_AMOUNT_TEXTS) >= 200_000:
+                _AMOUNT_TEXTS.clear()
+            text = _AMOUNT_TEXTS[key] = _amount_text(value, exponent)
+        return text
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an explain trace")
+
+
 def _age_hours(delta: timedelta) -> Decimal:
     # timedelta.total_seconds() is a float; count microseconds instead to stay exact.
     return (Decimal(delta // timedelta(microseconds=1)) / Decimal(3_600_000_000)).quantize(Decimal("0.01"))
@@ -649,6 +676,10 @@ class _Trace:
             "reason": reason,
             "final_price": to_price,
         }
+        explain["transform"], explain["guardrails"] = static["transform"], static["guardrails"]
+        # One pass of the C JSON encoder (calling back only for Decimals and datetimes) instead of
+        # a recursive Python copy: the JSON-safe dict is decoded from the text it produces.
+        text = json.dumps(explain, default=functools.partial(_json_default, exponent=exponent), separators=(",", ":"))
         return TargetProposal(
             variant_id=self.sku.variant_id,
             sku=self.sku.sku,
@@ -657,8 +688,8 @@ class _Trace:
             to_price=to_price,
             status=status,
             reason=reason,
-            # Shallow copies of the cached static parts, so no two traces share a dict.
-            explain={**_json(explain, exponent), "transform": dict(static["transform"]), "guardrails": dict(static["guardrails"])},
+            explain=json.loads(text),
+            explain_json=text,
         )
 
     def stop(self, status: Literal["kept", "blocked"], reason: str) -> TargetProposal:

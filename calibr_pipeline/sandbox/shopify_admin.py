@@ -200,6 +200,8 @@ class ShopStats:
     invalid_documents: int = 0
     points_spent: int = 0  # sum of actualQueryCost
     forced_throttled: int = 0  # THROTTLED answers injected by AdminFaults (also in ``throttled``)
+    in_flight: int = 0  # authorised requests being handled right now
+    max_in_flight: int = 0  # the most handled at once (a client's concurrency, as the shop saw it)
     mutations: int = 0  # productVariantsBulkUpdate calls executed (validation failures included)
 
 
@@ -942,14 +944,24 @@ class ShopifyAdminSandbox:
         control: SandboxControl | None = None,
         clock: Callable[[], float] = time.monotonic,
         schema: GraphQLSchema | None = None,
+        latency: float = 0.0,
     ):
         self._schema = schema
         self._clock = clock
+        # Seconds every Admin API request takes on the wire (half on the way in, before the
+        # shop charges it, half on the way back); real shops answer in 50-300 ms, and a
+        # benchmark without it flatters a sequential client. Settable at any time.
+        self.latency = float(latency)
         self._shops: dict[str, AdminShop] = {}
         self._resolvers = _default_resolvers()
         self._documents: dict[str, Any] = {}
         self._documents_lock = threading.Lock()
         self.server = SandboxHTTPServer(self, name="shopify-admin", host=host, port=port, control=control)
+        from calibr_pipeline.sandbox.bulk_operations import BulkOperations
+
+        # Bulk mutations: staged uploads, bulkOperationRunMutation, polling, result files.
+        self.bulk = BulkOperations(self)
+        self.bulk.install()
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -1037,6 +1049,8 @@ class ShopifyAdminSandbox:
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         match = _PATH.match(request.path)
+        if match is None and (bulk_answer := self.bulk.handle_http(request)) is not None:
+            return bulk_answer
         shop = self._shops.get(match["shop"]) if match else None
         if shop is None or match["version"] not in SUPPORTED_VERSIONS:
             return SandboxResponse.json({"errors": "Not Found"}, status=404)
@@ -1053,10 +1067,23 @@ class ShopifyAdminSandbox:
         body = _read_body(request)
         if body is None:
             return SandboxResponse.json({"errors": {"query": "Required parameter missing or invalid"}}, status=400, headers=headers)
+        with shop.lock:
+            shop.stats.in_flight += 1
+            shop.stats.max_in_flight = max(shop.stats.max_in_flight, shop.stats.in_flight)
+        try:
+            return self._handle_authorised(shop, body, headers)
+        finally:
+            with shop.lock:
+                shop.stats.in_flight -= 1
+
+    def _handle_authorised(self, shop: AdminShop, body: dict[str, Any], headers: dict[str, str]) -> SandboxResponse:
         is_mutation = self._is_mutation(body["query"], body.get("operationName"))
         if is_mutation and (status := shop.faults.refuse_mutation(body.get("variables") or {})) is not None:
             return SandboxResponse.json({"errors": "Service Unavailable"}, status=status, headers=headers)
         fault = shop.faults.decide()
+        latency = self.latency
+        if latency > 0:
+            time.sleep(latency / 2)
         payload = self.run(
             shop,
             body["query"],
@@ -1067,6 +1094,8 @@ class ShopifyAdminSandbox:
         )
         if fault.throttle and fault.retry_after is not None and _is_throttled(payload):
             headers["Retry-After"] = fault.retry_after
+        if latency > 0:
+            time.sleep(latency / 2)
         if "data" in payload and is_mutation:
             lost = shop.faults.lost_answer()
             if lost is not None:

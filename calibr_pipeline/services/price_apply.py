@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Sequence
@@ -70,7 +72,7 @@ from calibr_pipeline.domain.state_machine import (
 from calibr_pipeline.domain.write_guard import WriteDecision, WriteTimeFacts, check_write
 from calibr_pipeline.domain.write_policy import WRITE_TRANSIENT_POLICY, WriteFailureKind, failure_kind
 from calibr_pipeline.services.catalog_sync import ClientFactory
-from calibr_pipeline.services.rule_runs import get_run, known_competitor_ids
+from calibr_pipeline.services.rule_runs import RATE_PRESETS, get_run, known_competitor_ids
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
     DeadLetter,
@@ -121,6 +123,26 @@ class ApplySummary:
     errors: dict[str, int] = field(default_factory=dict)
     duration_seconds: float = 0.0
     taken_by: str | None = None  # set when another writer held the run: nothing was done
+    concurrency: int = 1  # product writes in flight at once (one writer, several requests)
+    mode: str = "sync"  # "bulk": a bulk mutation wrote what it could, the sync loop the rest
+    bulk_operation: str | None = None
+    bulk_status: str | None = None
+    bulk_message: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, **deltas: int) -> int:
+        """Add to counters from any writer thread; returns the last counter's new value."""
+        value = 0
+        with self._lock:
+            for name, delta in deltas.items():
+                value = getattr(self, name) + delta
+                setattr(self, name, value)
+        return value
+
+    def tally(self, counter: str, key: str, n: int = 1) -> None:
+        with self._lock:
+            bucket = getattr(self, counter)
+            bucket[key] = bucket.get(key, 0) + n
 
 
 def shop_for_run(session: Session, run: RuleRun) -> Shop:
@@ -332,6 +354,19 @@ class _RunContext:
     owner: str
     actor: str
     lease_seconds: float
+    # Concurrent writes on SQLite: one transaction at a time, queued on this lock instead of
+    # SQLite's busy handler (which sleeps 1-100 ms per retry and made 8 threads slower than 1).
+    db_lock: threading.Lock | None = None
+
+
+@contextmanager
+def _transaction(warehouse_url: str, ctx: _RunContext) -> Iterator[Session]:
+    if ctx.db_lock is None:
+        with session_scope(warehouse_url) as session:
+            yield session
+        return
+    with ctx.db_lock, session_scope(warehouse_url) as session:
+        yield session
 
 
 def _guardrails_of(session: Session, run: RuleRun) -> tuple[Guardrails | None, bool]:
@@ -361,11 +396,19 @@ def apply_run(
     after_request: Callable[[int], None] | None = None,
     lease_seconds: float | None = None,
     retry_delay: Callable[[int], float] | None = None,
+    concurrency: int | None = None,
+    mode: str | None = None,
+    bulk_poll_interval: float = 0.5,
 ) -> ApplySummary:
     """Apply every PENDING (and verify every APPLYING) target of the run; see module docstring.
 
     Raises :class:`RunTaken` when another writer holds the run. ``retry_delay(attempts)`` is
-    the wait before a target's next attempt (default: 2/4/8 s ±20 %).
+    the wait before a target's next attempt (default: 2/4/8 s ±20 %). ``concurrency``: how
+    many product writes this (single) writer keeps in flight at once; default
+    ``CALIBR_APPLY_CONCURRENCY``, else chosen from the restore rate the shop reports
+    (:func:`concurrency_for_restore_rate`: 1 on Standard, 8 on Plus). ``mode``: ``"sync"``,
+    ``"bulk"`` (a bulk mutation first, see :func:`_apply_bulk`) or None: the run's preview
+    choice (``run_metadata.apply_mode``), overridable with ``CALIBR_APPLY_MODE``.
     """
     started = time.monotonic()
     lease_seconds = settings.apply_lease_seconds() if lease_seconds is None else lease_seconds
@@ -379,9 +422,26 @@ def apply_run(
         ctx = _RunContext(run.id, run.tenant_id, run.project_id, run.correlation_id, run.kind, run.queued_at, guardrails, check_max_change,
                           owner, actor, lease_seconds)
         shop = shop_for_run(session, run)
+        run_metadata = dict(run.run_metadata or {})
     summary = ApplySummary(run_id, RunState.APPLYING.value)
+    mode = mode or settings.apply_mode() or (run_metadata.get("apply_mode") if isinstance(run_metadata, dict) else None) or "sync"
+    if mode not in ("sync", "bulk"):
+        raise CalibrError(f"apply mode must be sync or bulk, got {mode!r}")
+    summary.mode = mode
     client = client_factory(shop)
     try:
+        _release_bulk_holds(warehouse_url, run_id)  # a crashed bulk apply's targets are read back at once
+        if mode == "bulk":
+            _apply_bulk(warehouse_url, ctx, client, summary, sleep=sleep, poll_interval=bulk_poll_interval)
+        if concurrency is None:
+            concurrency = settings.apply_concurrency()
+        if concurrency is None:
+            preset = RATE_PRESETS.get((shop.rate_limit_preset or "").lower())
+            concurrency = concurrency_for_restore_rate(preset[1] if preset else None)
+        if concurrency is not None and concurrency > 1:
+            summary.concurrency = concurrency
+            _apply_concurrently(warehouse_url, ctx, client, summary, concurrency, sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+            return _finish(warehouse_url, ctx, client, summary, started)
         ready_by: datetime | None = None
         while True:
             now = max(utcnow(), ready_by or utcnow())
@@ -413,14 +473,18 @@ def apply_run(
         client.close()
 
 
-def _next_page(session: Session, run_id: str, now: datetime) -> list[_Target]:
+def _next_page(session: Session, run_id: str, now: datetime, *, exclude_products: Iterable[str] = (), limit: int = PAGE_PRODUCTS) -> list[_Target]:
     ready = and_(
         RuleTarget.run_id == run_id,
         RuleTarget.state.in_(ACTIVE_TARGET_STATES),
         or_(RuleTarget.next_attempt_at.is_(None), RuleTarget.next_attempt_at <= now),
     )
+    exclude_products = list(exclude_products)
+    if exclude_products:
+        # Products whose write is in flight: their rows are still PENDING/APPLYING.
+        ready = and_(ready, RuleTarget.product_external_id.not_in(exclude_products))
     products = session.scalars(
-        select(RuleTarget.product_external_id).where(ready).group_by(RuleTarget.product_external_id).order_by(RuleTarget.product_external_id).limit(PAGE_PRODUCTS)
+        select(RuleTarget.product_external_id).where(ready).group_by(RuleTarget.product_external_id).order_by(RuleTarget.product_external_id).limit(limit)
     ).all()
     if not products:
         return []
@@ -441,15 +505,257 @@ def _superseded(session: Session, ctx: _RunContext, variant_ids: Iterable[int]) 
                RuleRun.queued_at > ctx.queued_at, RuleTarget.state == TargetState.APPLIED.value)
         .group_by(RuleTarget.variant_id)
     ).all()
-    return {vid: f"superseded: newer run {other} already set this variant" for vid, other in newer}
+    superseded = {vid: f"superseded: newer run {other} already set this variant" for vid, other in newer}
+    # A target already sent (APPLYING) whose variant another run applied *after* this run's
+    # attempt: finding the target price when reading back would credit this run with the
+    # other run's write (two audit rows for one write). It is that run's price now.
+    attempted = {vid: at for vid, at in session.execute(
+        select(RuleTarget.variant_id, func.max(RuleTarget.last_attempt_at))
+        .where(RuleTarget.run_id == ctx.run_id, RuleTarget.variant_id.in_(variant_ids), RuleTarget.state == TargetState.APPLYING.value)
+        .group_by(RuleTarget.variant_id)
+    ).all() if at is not None}
+    if attempted:
+        for vid, other, applied_at in session.execute(
+            select(RuleTarget.variant_id, RuleTarget.run_id, RuleTarget.applied_at)
+            .join(RuleRun, RuleRun.id == RuleTarget.run_id)
+            .where(RuleTarget.variant_id.in_(list(attempted)), RuleRun.project_id == ctx.project_id, RuleRun.id != ctx.run_id,
+                   RuleTarget.state == TargetState.APPLIED.value)
+        ).all():
+            if vid not in superseded and applied_at is not None and applied_at >= attempted[vid]:
+                superseded[vid] = f"superseded: run {other} set this variant after this run's attempt; its write is that run's, not audited again"
+    return superseded
 
 
-def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
-    gids = [t.variant_gid for t in page]
-    requests_before = client.stats.requests
-    snapshots = read_variants(client, gids, batch_size=READ_BATCH, with_cost=True)
-    summary.read_requests += client.stats.requests - requests_before
+# -- concurrent writes (one writer, several requests in flight) -----------------------------------
+
+READ_AHEAD = 2  # page reads under way while the writers write the pages read before
+MAX_CONCURRENCY = 10  # requests' connection pool keeps 10 connections per host
+# Points restored per second that one sequential writer can use at ~50-100 ms a round trip
+# (10-point writes): Standard (100/s) needs 1 request in flight, Plus (1,000/s) about 8.
+_RESTORE_PER_WRITER = 125.0
+
+
+def concurrency_for_restore_rate(restore_rate: float | None) -> int:
+    """Requests in flight that let one writer spend a bucket restoring ``restore_rate`` points/s."""
+    if not restore_rate or restore_rate <= 0:
+        return 1
+    return max(1, min(MAX_CONCURRENCY, round(restore_rate / _RESTORE_PER_WRITER)))
+
+
+def _apply_concurrently(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, summary: ApplySummary, concurrency: int, *,
+                        sleep, retry_delay, after_request) -> None:
+    """The apply loop with up to ``concurrency`` product writes in flight.
+
+    Still one writer: the run's lease is this process's, renewed before every product write
+    by whichever thread sends it; a lost lease stops every thread (the first error wins and
+    no new write starts). The main thread reads and judges a page (the write-time check,
+    per product, on data read from the shop just before), then hands the products to the
+    worker threads; two reader threads read the next pages while they write (a page read of
+    100 variants takes longer than its 25 writes at 8 in flight), never picking a product
+    whose read or write is still under way. The gap between a product's read and its write
+    is therefore at most about two pages of writes (well under a second on Plus). Every request, read or write, books its points in the
+    client's shared :class:`CostBucket` and waits until the mirrored bucket can pay, so
+    concurrency never sends a request the bucket cannot pay.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    if warehouse_url.startswith("sqlite"):
+        ctx = replace(ctx, db_lock=threading.Lock())
+
+    in_flight: dict[Future, str] = {}
+    slots = threading.Semaphore(concurrency)
+    failed: list[BaseException] = []
+    ready_by: datetime | None = None
+
+    def check_failures() -> None:
+        for future in [f for f in in_flight if f.done()]:
+            del in_flight[future]
+            error = future.exception()
+            if error is not None:
+                failed.append(error)
+        if failed:
+            raise failed[0]
+
+    def run_one(product_gid, targets, decisions, snapshots) -> None:
+        try:
+            if failed:
+                return  # another write failed (lease lost, shop unreadable): start nothing new
+            _write_product(warehouse_url, ctx, client, product_gid, targets, decisions, snapshots, summary,
+                           sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        finally:
+            slots.release()
+
+    reading: dict[Future, list[str]] = {}  # page reads under way -> their products
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"apply-{ctx.run_id[:8]}") as pool, \
+            ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix=f"apply-read-{ctx.run_id[:8]}") as readers:
+        try:
+            while True:
+                check_failures()
+                # Keep READ_AHEAD page reads under way, so the writers never wait for a read.
+                exhausted = False
+                while len(reading) < READ_AHEAD and not exhausted:
+                    now = max(utcnow(), ready_by or utcnow())
+                    busy = set(in_flight.values()).union(*reading.values())
+                    with _transaction(warehouse_url, ctx) as session:
+                        renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+                        page = _next_page(session, ctx.run_id, now, exclude_products=busy, limit=PAGE_PRODUCTS)
+                        earliest = None
+                        if not page and not in_flight and not reading:
+                            earliest = session.scalar(
+                                select(func.min(RuleTarget.next_attempt_at)).where(RuleTarget.run_id == ctx.run_id, RuleTarget.state.in_(ACTIVE_TARGET_STATES))
+                            )
+                    if page:
+                        reading[readers.submit(_judge_page, warehouse_url, ctx, client, page, summary)] = sorted({t.product_gid for t in page})
+                    else:
+                        exhausted = True
+                if not reading:
+                    if in_flight:
+                        wait(list(in_flight), return_when=FIRST_COMPLETED)
+                        continue
+                    if earliest is None:
+                        return
+                    sleep(max(0.0, (earliest - utcnow()).total_seconds()))
+                    ready_by = earliest
+                    continue
+                done, _ = wait(list(reading), return_when=FIRST_COMPLETED)
+                for read in done:
+                    judged = read.result()  # a page the shop would not let us read stops the run
+                    for product_gid, targets, decisions, snapshots in judged:
+                        slots.acquire()
+                        check_failures()
+                        in_flight[pool.submit(run_one, product_gid, targets, decisions, snapshots)] = product_gid
+                    del reading[read]
+        except BaseException:
+            failed.append(RuntimeError("stopping"))  # workers not yet started do nothing
+            raise
+        finally:
+            wait(list(reading))
+            wait(list(in_flight))
+
+
+# -- bulk-operation apply (huge runs) -----------------------------------------------------------------
+
+BULK_PENDING = "BULK_PENDING"  # error_code of targets handed to a bulk operation, outcome not yet known
+_BULK_HOLD = timedelta(hours=24)  # a bulk mutation ends within 24 h (Shopify)
+_LOST_HOLD = timedelta(minutes=10)  # lost track of a started operation: wait before reading back
+
+
+def _release_bulk_holds(warehouse_url: str, run_id: str) -> None:
+    """Targets a crashed bulk apply left behind are due now: the loop reads them back."""
     with session_scope(warehouse_url) as session:
+        session.execute(
+            update(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.state == TargetState.APPLYING.value, RuleTarget.error_code == BULK_PENDING)
+            .values(next_attempt_at=None).execution_options(synchronize_session=False)
+        )
+
+
+def _apply_bulk(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, summary: ApplySummary, *, sleep, poll_interval: float) -> None:
+    """Write the run's targets with one bulk mutation, then leave the rest to the sync loop.
+
+    1. Page by page, exactly as the sync loop: read the variants (write-time facts), judge
+       every target, record skips/recoveries, renew the lease, and commit the targets still
+       safe to write as APPLYING (``attempts + 1``, ``error_code`` BULK_PENDING, held for
+       24 h so the page query moves on). Only those go into the JSONL.
+    2. Upload, run, poll, download (:mod:`connectors.shopify_admin.bulk`); the operation id
+       is kept in the run's metadata.
+    3. A result line decides its variants: written -> APPLIED (one audit row each);
+       userErrors -> FAILED (dead-lettered). Variants without a result (operation FAILED
+       before their line, a lost poll or download) stay APPLYING and are due at once: the
+       sync loop that follows reads them back (at the target -> APPLIED, at the previewed
+       price -> written again, else SKIPPED_STALE). An operation that never started
+       (upload expired, another bulk mutation in progress) certainly wrote nothing: its
+       targets go back to PENDING and the sync loop writes them.
+    """
+    from calibr_pipeline.connectors.shopify_admin.bulk import BulkLine, run_bulk_price_update
+
+    held: list[_Target] = []
+    while True:
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            page = _next_page(session, ctx.run_id, utcnow())
+        if not page:
+            break
+        judged = _judge_page(warehouse_url, ctx, client, page, summary)
+        # One transaction per page (nothing is sent per product here; the lease is renewed
+        # before the page's targets are committed as handed to the bulk operation).
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            page_writes: list[_Target] = []
+            for _product_gid, targets, decisions, snapshots in judged:
+                to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
+                exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
+                _record_decisions(session, ctx, targets, decisions, snapshots, summary)
+                if exhausted:
+                    _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown", message_of=lambda t: t.error or "write attempts exhausted")
+                page_writes.extend(to_write)
+            if page_writes:
+                session.execute(
+                    update(RuleTarget).where(RuleTarget.id.in_([t.id for t in page_writes]))
+                    .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(),
+                            next_attempt_at=utcnow() + _BULK_HOLD, error_code=BULK_PENDING, error="handed to a bulk operation")
+                    .execution_options(synchronize_session=False)
+                )
+        held.extend(_after_attempt(t) for t in page_writes)
+    if not held:
+        return
+    by_product: dict[str, list[_Target]] = defaultdict(list)
+    for t in held:
+        by_product[t.product_gid].append(t)
+    lines = [BulkLine(product, [(t.variant_gid, t.to_price) for t in targets]) for product, targets in by_product.items()]
+
+    def remember(operation_id: str) -> None:
+        summary.bulk_operation = operation_id
+        with session_scope(warehouse_url) as session:
+            run = get_run(session, ctx.run_id)
+            run.run_metadata = {**(run.run_metadata or {}), "bulk_operation": operation_id}
+
+    summary.count(write_requests=1)
+    result = run_bulk_price_update(client, lines, sleep=sleep, on_started=remember, poll_interval=poll_interval)
+    summary.bulk_status, summary.bulk_message = result.status, result.message
+    ok = [t for t in held if (o := result.outcomes.get(t.variant_gid)) is not None and o.ok]
+    refused = [t for t in held if (o := result.outcomes.get(t.variant_gid)) is not None and not o.ok]
+    unknown = [t for t in held if t.variant_gid not in result.outcomes]
+    chunk = 500
+    for start in range(0, max(len(ok), len(refused)), chunk):
+        with session_scope(warehouse_url) as session:
+            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+            _mark_applied(session, ctx, ok[start:start + chunk], summary, note=f"written by bulk operation {result.operation_id}")
+            part = refused[start:start + chunk]
+            if part:
+                _fail(session, ctx, part, summary, error_type_of=lambda t: result.outcomes[t.variant_gid].error_code or "USER_ERROR",
+                      message_of=lambda t: result.outcomes[t.variant_gid].error_message or "refused by the shop")
+    if unknown:
+        ids = [t.id for t in unknown]
+        with session_scope(warehouse_url) as session:
+            due: datetime | None = None
+            if result.status == "REFUSED":
+                # Never started: nothing was written; the sync loop writes them (attempt given back).
+                check_target_transition(TargetState.APPLYING, TargetState.PENDING, attempts=0, max_attempts=1)
+                values = dict(state=TargetState.PENDING.value, attempts=RuleTarget.attempts - 1)
+            elif result.status == "LOST":
+                # The operation may still be running: read them back only once it has had time to end.
+                values, due = {}, utcnow() + _LOST_HOLD
+            else:
+                values = {}
+            for start in range(0, len(ids), chunk):
+                session.execute(
+                    update(RuleTarget).where(RuleTarget.id.in_(ids[start:start + chunk]))
+                    .values(next_attempt_at=due, error_code=f"BULK_{result.status}", error=(result.message or result.status)[:2000], **values)
+                    .execution_options(synchronize_session=False)
+                )
+        summary.tally("errors", f"BULK_{result.status}", len(unknown))
+
+
+def _judge_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary) -> list[tuple[str, list[_Target], dict[int, WriteDecision], Any]]:
+    """Read the page's variants from the shop (write-time facts) and judge every target;
+    returns ``(product_gid, targets, decisions, snapshots)`` per product, in page order."""
+    gids = [t.variant_gid for t in page]
+    snapshots = read_variants(client, gids, batch_size=READ_BATCH, with_cost=True)
+    summary.count(read_requests=-(-len(gids) // READ_BATCH))  # requests sent (not counting transport retries)
+    with _transaction(warehouse_url, ctx) as session:
         catalog = {row.id: (row.cost, row.map_price) for row in session.execute(
             select(Variant.id, Variant.cost, Variant.map_price).where(Variant.id.in_([t.variant_id for t in page]))
         )}
@@ -457,6 +763,7 @@ def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
     by_product: dict[str, list[_Target]] = defaultdict(list)
     for target in page:
         by_product[target.product_gid].append(target)
+    judged = []
     for product_gid, targets in by_product.items():
         decisions: dict[int, WriteDecision] = {}
         for t in targets:
@@ -472,51 +779,65 @@ def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient
             )
             decisions[t.id] = check_write(ctx.guardrails, t.currency, from_price=t.from_price, to_price=t.to_price, facts=facts,
                                           sent_before=t.sent_before, check_max_change=ctx.check_max_change)
-        to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
-        exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
-        with session_scope(warehouse_url) as session:
-            renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
-            _record_decisions(session, ctx, targets, decisions, snapshots, summary)
-            if exhausted:
-                _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown",
-                      message_of=lambda t: t.error or "write attempts exhausted")
-            if to_write:
-                session.execute(
-                    update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
-                    .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(), next_attempt_at=None)
-                    .execution_options(synchronize_session=False)
-                )
-        if not to_write:
-            continue
-        # APPLYING (and the attempt) is committed before the request: a crash from here on is
-        # recovered by reading the shop, never by writing blindly.
-        summary.write_requests += 1
-        updates = [VariantPriceUpdate(variant_gid=t.variant_gid, price=t.to_price) for t in to_write]
-        try:
-            result = bulk_update_prices(client, product_gid, updates, allow_partial=True, sleep=sleep)
-            outcome, failure = {r.variant_gid: r for r in result.results}, None
-        except ShopifyAdminError as exc:
-            outcome, failure = {}, exc
-        with session_scope(warehouse_url) as session:
-            if failure is not None:
-                _record_failure(session, ctx, to_write, failure, summary, retry_delay)
-            else:
-                ok = [t for t in to_write if (r := outcome.get(t.variant_gid)) is not None and r.ok]
-                refused = [t for t in to_write if t not in ok]
-                _mark_applied(session, ctx, ok, summary, note=None)
-                if refused:
-                    _fail(session, ctx, refused, summary,
-                          error_type_of=lambda t: (outcome[t.variant_gid].error_code if t.variant_gid in outcome else None) or "MISSING_RESULT",
-                          message_of=lambda t: (outcome[t.variant_gid].error_message if t.variant_gid in outcome else None) or "the shop returned no result for this variant")
-        if after_request is not None:
-            after_request(summary.write_requests)
+        judged.append((product_gid, targets, decisions, snapshots))
+    return judged
+
+
+def _apply_page(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, page: list[_Target], summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
+    for product_gid, targets, decisions, snapshots in _judge_page(warehouse_url, ctx, client, page, summary):
+        _write_product(warehouse_url, ctx, client, product_gid, targets, decisions, snapshots, summary,
+                       sleep=sleep, retry_delay=retry_delay, after_request=after_request)
+
+
+def _write_product(warehouse_url: str, ctx: _RunContext, client: ShopifyAdminClient, product_gid: str, targets: list[_Target],
+                   decisions: dict[int, WriteDecision], snapshots, summary: ApplySummary, *, sleep, retry_delay, after_request) -> None:
+    """Record one product's write-time decisions, then write the targets still safe to write
+    (one request) and record their outcomes. Thread-safe: it only touches this product's rows."""
+    to_write = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts < t.max_attempts]
+    exhausted = [t for t in targets if decisions[t.id].verdict == "write" and t.attempts >= t.max_attempts]
+    with _transaction(warehouse_url, ctx) as session:
+        renew_lease(session, ctx.run_id, ctx.owner, ctx.lease_seconds)
+        _record_decisions(session, ctx, targets, decisions, snapshots, summary)
+        if exhausted:
+            _fail(session, ctx, exhausted, summary, error_type_of=lambda t: t.error_code or "unknown",
+                  message_of=lambda t: t.error or "write attempts exhausted")
+        if to_write:
+            session.execute(
+                update(RuleTarget).where(RuleTarget.id.in_([t.id for t in to_write]))
+                .values(state=TargetState.APPLYING.value, attempts=RuleTarget.attempts + 1, last_attempt_at=utcnow(), next_attempt_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    if not to_write:
+        return
+    # APPLYING (and the attempt) is committed before the request: a crash from here on is
+    # recovered by reading the shop, never by writing blindly.
+    write_number = summary.count(write_requests=1)
+    updates = [VariantPriceUpdate(variant_gid=t.variant_gid, price=t.to_price) for t in to_write]
+    try:
+        result = bulk_update_prices(client, product_gid, updates, allow_partial=True, sleep=sleep)
+        outcome, failure = {r.variant_gid: r for r in result.results}, None
+    except ShopifyAdminError as exc:
+        outcome, failure = {}, exc
+    with _transaction(warehouse_url, ctx) as session:
+        if failure is not None:
+            _record_failure(session, ctx, to_write, failure, summary, retry_delay)
+        else:
+            ok = [t for t in to_write if (r := outcome.get(t.variant_gid)) is not None and r.ok]
+            refused = [t for t in to_write if t not in ok]
+            _mark_applied(session, ctx, ok, summary, note=None)
+            if refused:
+                _fail(session, ctx, refused, summary,
+                      error_type_of=lambda t: (outcome[t.variant_gid].error_code if t.variant_gid in outcome else None) or "MISSING_RESULT",
+                      message_of=lambda t: (outcome[t.variant_gid].error_message if t.variant_gid in outcome else None) or "the shop returned no result for this variant")
+    if after_request is not None:
+        after_request(write_number)
 
 
 def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target], decisions: dict[int, WriteDecision], snapshots, summary: ApplySummary) -> None:
     recovered = [t for t in targets if decisions[t.id].verdict == "already_applied"]
     if recovered:
         _mark_applied(session, ctx, recovered, summary, note="found at the target price when read back (a lost answer or an interrupted apply): audited once, not written again")
-        summary.recovered += len(recovered)
+        summary.count(recovered=len(recovered))
     skip_state = {"stale": TargetState.SKIPPED_STALE, "guardrail": TargetState.SKIPPED_GUARDRAIL, "superseded": TargetState.SKIPPED_SUPERSEDED}
     skipped = [(t, skip_state[decisions[t.id].verdict]) for t in targets if decisions[t.id].verdict in skip_state]
     if not skipped:
@@ -530,7 +851,7 @@ def _record_decisions(session: Session, ctx: _RunContext, targets: list[_Target]
             update(RuleTarget).where(RuleTarget.id == t.id).values(state=state.value, error=decision.reason[:2000], error_code=state.value, next_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
-        summary.skipped[state.value] = summary.skipped.get(state.value, 0) + 1
+        summary.tally("skipped", state.value)
     # The write-time check joins the target's explain trace (read per target, so loaded per skip).
     for t, state in skipped:
         target = session.get(RuleTarget, t.id)
@@ -612,7 +933,7 @@ def _mark_applied(session: Session, ctx: _RunContext, targets: list[_Target], su
         [{"b_id": t.variant_id, "b_price": t.to_price} for t in targets],
     )
     _resolve_letters(session, ids, resolution="applied")
-    summary.applied += len(targets)
+    summary.count(applied=len(targets))
 
 
 def _fail(session: Session, ctx: _RunContext, targets: list[_Target], summary: ApplySummary, *, error_type_of, message_of) -> None:
@@ -632,15 +953,15 @@ def _fail(session: Session, ctx: _RunContext, targets: list[_Target], summary: A
         else:
             letter.error_type, letter.error_message, letter.attempts = error_type, message, attempts
             letter.resolved_at = letter.resolution = None
-        summary.failed += 1
-        summary.errors[error_type] = summary.errors.get(error_type, 0) + 1
+        summary.count(failed=1)
+        summary.tally("errors", error_type)
 
 
 def _record_failure(session: Session, ctx: _RunContext, targets: list[_Target], failure: ShopifyAdminError, summary: ApplySummary, retry_delay) -> None:
     error_type = getattr(failure.error_class, "value", str(failure.error_class))
     if failure.code == "DATA_WITH_ERRORS":
         error_type = "DATA_WITH_ERRORS"
-    summary.errors[error_type] = summary.errors.get(error_type, 0) + len(targets)
+    summary.tally("errors", error_type, len(targets))
     message = str(failure)[:2000]
     if failure.maybe_written:
         # The write may have landed: stay APPLYING; the next pass reads them back first.

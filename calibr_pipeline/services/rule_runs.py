@@ -8,15 +8,17 @@ checked by ``reconciliation_report``. Requesting an apply writes the run row and
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Sequence
 
-from sqlalchemy import String, cast, delete, literal, select, update
+from sqlalchemy import String, Text, bindparam, cast, delete, literal, select, update
 from sqlalchemy.orm import Session
 
+from calibr_pipeline import settings
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.domain.rules import (
     CompetitorPriceInput,
@@ -162,13 +164,24 @@ class TargetStats:
     frozen: bool
 
 
-def estimate_apply_seconds(products: int, preset: str | None) -> float:
+BULK_WHEN_SYNC_SECONDS_OVER = 900.0  # a sync apply estimated longer than 15 min goes through a bulk mutation
+
+
+def choose_apply_mode(estimated_sync_seconds: float) -> str:
+    """``bulk`` when a synchronous apply would hold the shop's budget for long; else ``sync``."""
+    return "bulk" if estimated_sync_seconds > BULK_WHEN_SYNC_SECONDS_OVER else "sync"
+
+
+def estimate_apply_seconds(products: int, preset: str | None, concurrency: int | None = None) -> float:
     """Rate-limit floor plus latency: each product is one bulk update costing 10 points."""
     bucket, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
+    if concurrency is None:
+        # The apply keeps this many writes in flight (price_apply.concurrency_for_restore_rate).
+        concurrency = max(1, min(10, round(restore / 125)))
     cost = products * BULK_UPDATE_COST
-    # Requests go one after another: the run takes whichever is longer, the rate-limit
-    # floor or the round trips (they overlap, so they do not add up).
-    return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S), 1)
+    # The run takes whichever is longer, the rate-limit floor or the round trips (up to
+    # ``concurrency`` at once); they overlap, so they do not add up.
+    return round(max(max(0, cost - bucket) / restore, products * ASSUMED_REQUEST_LATENCY_S / concurrency), 1)
 
 
 def _quarantine_reason(trust_score, trust_reasons) -> str:
@@ -330,7 +343,8 @@ def _rule_targets(session: Session, run: RuleRun, now: datetime) -> None:
             product_external_id=product_external_id, variant_external_id=variant_external_id, currency=ctx.currency,
             from_price=proposal.from_price, to_price=proposal.to_price, action="write" if write else "skip",
             proposal_status=proposal.status, reason=proposal.reason, state=TargetState.PENDING.value if write else None,
-            attempts=0, max_attempts=MAX_WRITE_ATTEMPTS, idempotency_key=f"{run.id}:pending:{ctx.variant_id}", explain=proposal.explain,
+            attempts=0, max_attempts=MAX_WRITE_ATTEMPTS, idempotency_key=f"{run.id}:pending:{ctx.variant_id}",
+            explain_text=proposal.explain_json if proposal.explain_json is not None else json.dumps(proposal.explain),
         ))
         if len(batch) >= 5000:
             _insert_targets(session, batch)
@@ -342,6 +356,12 @@ def _rule_targets(session: Session, run: RuleRun, now: datetime) -> None:
 def _insert_targets(session: Session, rows: list[dict]) -> None:
     # Core executemany: no unit of work and no RETURNING, so the driver batches the rows
     # (the ORM bulk path fetched ids row group by row group, 3x slower on 100k targets).
+    # The explain trace arrives as compact JSON text (TargetProposal.explain_json) and is stored
+    # as is: encoding 100,000 traces again through the JSON column type cost seconds.
+    if rows and "explain_text" in rows[0]:
+        statement = RuleTarget.__table__.insert().values(explain=bindparam("explain_text", type_=Text()))
+        session.connection().execute(statement, rows)
+        return
     session.connection().execute(RuleTarget.__table__.insert(), rows)
 
 
@@ -381,5 +401,10 @@ def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) 
     writes = [t for t in targets if t.action == "write"]
     products = len({t.product_external_id for t in writes})
     estimate = estimate_apply_seconds(products, preset)
-    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate}
+    _, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
+    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate,
+                        # How the apply will write: synchronous with this many product writes in flight,
+                        # or one bulk mutation when the synchronous estimate is long (CALIBR_APPLY_MODE forces either).
+                        "apply_mode": settings.apply_mode() or choose_apply_mode(estimate),
+                        "apply_concurrency": settings.apply_concurrency() or max(1, min(10, round(restore / 125)))}
     return TargetStats(len(targets), len(writes), dict(sorted(by_status.items())), products, estimate, frozen)

@@ -28,6 +28,7 @@ from calibr_pipeline.warehouse.types import utcnow
 
 APPLYABLE_STATES = {RunState.QUEUED.value, RunState.PARTIAL.value, RunState.FAILED.value}
 SHOP_TAG = "calibr/shop"
+TENANT_TAG = "calibr/tenant"  # per-tenant run limit (dagster.yaml): one tenant's burst cannot take every slot
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
 ]
@@ -48,6 +49,10 @@ def in_flight_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
 def shop_tag(session, run: RuleRun) -> str:
     shop_id = session.scalar(select(Shop.id).where(Shop.project_id == run.project_id, Shop.platform == "shopify").order_by(Shop.id))
     return f"shop-{shop_id if shop_id is not None else f'project-{run.project_id}'}"
+
+
+def tenant_tag(run: RuleRun) -> str:
+    return f"tenant-{run.tenant_id}"
 
 
 def build_apply_dispatch(session, event: PendingEvent, instance: dg.DagsterInstance | None = None) -> Dispatch:
@@ -75,7 +80,7 @@ def build_apply_dispatch(session, event: PendingEvent, instance: dg.DagsterInsta
             job_name=job.name,
             partition_key=run_id,
             tags={"calibr/outbox_event": event.id, "calibr/trigger": APPLY_REQUESTED, "calibr/actor": f"sensor:{event.id[:8]}",
-                  SHOP_TAG: shop_tag(session, run)},
+                  SHOP_TAG: shop_tag(session, run), TENANT_TAG: tenant_tag(run)},
         ),
         partitions={RULE_RUN_PARTITIONS.name: [run_id]},
         collapse_key=run_id,
@@ -122,7 +127,7 @@ def stuck_runs_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseR
                 job = revert_run_job if run.kind == "revert" else apply_run_job
                 requests.append(dg.RunRequest(
                     run_key=f"resume:{run.id}:{resumes + 1}", job_name=job.name, partition_key=run.id,
-                    tags={"calibr/actor": "stuck-run-sensor", SHOP_TAG: shop_tag(session, run)},
+                    tags={"calibr/actor": "stuck-run-sensor", SHOP_TAG: shop_tag(session, run), TENANT_TAG: tenant_tag(run)},
                 ))
                 meta["auto_resumes"] = resumes + 1
                 run.run_metadata = meta
