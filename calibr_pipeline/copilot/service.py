@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -206,7 +206,16 @@ def time_budget_s() -> float:
 
 
 def _free_rule_name(session: Session, project_id: int, name: str) -> str:
-    """Never replace an existing rule (a merchant may have enabled an earlier proposal of that name)."""
+    """Never replace an existing rule (a merchant may have enabled an earlier proposal of that name).
+
+    The project row is locked first (a no-op UPDATE takes SQLite's write lock; FOR UPDATE on
+    PostgreSQL), so two proposals at the same moment cannot pick the same free name and have
+    the second one's save replace the first: the lock is held until this transaction commits.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    else:
+        session.execute(update(Project).where(Project.id == project_id).values(id=Project.id).execution_options(synchronize_session=False))
     name = name if name.startswith(COPILOT_RULE_PREFIX) else COPILOT_RULE_PREFIX + name
     taken = set(session.scalars(select(PricingRule.name).where(PricingRule.project_id == project_id, PricingRule.name.like(name[:150] + "%"))))
     candidate, n = name, 2
