@@ -75,11 +75,24 @@ def _handler_for(state: PageServer) -> type[BaseHTTPRequestHandler]:
                 state.in_flight[host] = state.in_flight.get(host, 0) + 1
                 state.max_in_flight[host] = max(state.max_in_flight.get(host, 0), state.in_flight[host])
                 state.max_in_flight_total = max(state.max_in_flight_total, sum(state.in_flight.values()))
+            done = False
+
+            def finish() -> None:
+                # The request stops counting as in flight once its answer is ready, *before* the
+                # last bytes go out: the client may release its slot and send the next request
+                # as soon as it has read them, before this thread would get back here.
+                nonlocal done
+                if not done:
+                    done = True
+                    with state.lock:
+                        state.in_flight[host] -= 1
+
             try:
                 if state.hold_seconds:
                     time.sleep(state.hold_seconds)
                 route = state.routes.get(self.path.split("?")[0])
                 status, headers, body = route(self) if route else (404, {}, b"not found")
+                finish()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -90,8 +103,7 @@ def _handler_for(state: PageServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass
             finally:
-                with state.lock:
-                    state.in_flight[host] -= 1
+                finish()
 
     return Handler
 
