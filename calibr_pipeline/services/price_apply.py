@@ -62,7 +62,6 @@ from calibr_pipeline.connectors.shopify_admin.writes import (
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.domain.rules import Guardrails, RuleValidationError, parse_rule
 from calibr_pipeline.domain.state_machine import (
-    SKIPPED_STATES,
     RunState,
     TargetState,
     check_run_transition,
