@@ -70,8 +70,15 @@ def seed(url: str, n_targets: int) -> tuple[str, str, int, int]:
                      max_attempts=3, idempotency_key=f"{big}:{i}", explain={"final_price": "18.99", "steps": []}) for i, v in enumerate(variant_ids)]
         for start in range(0, len(rows), 20000):
             connection.execute(insert(RuleTarget), rows[start:start + 20000])
-        events = [dict(tenant_id=tenant_id, project_id=project_id, run_id=big, event_type="price.applied", actor="bench", payload={"sku": f"SKU-{i:06d}"},
-                       created_at=now - timedelta(seconds=i)) for i in range(20000)]
+        # Payloads as the write path records them (valid price.applied v1): the audit reader
+        # validates each row, and an invalid one takes the slow error-collecting path.
+        events = [
+            dict(tenant_id=tenant_id, project_id=project_id, run_id=big, event_type="price.applied", actor="bench",
+                 payload={"run_id": big, "target_id": 1 + i, "sku": f"SKU-{i:06d}", "from": "19.99", "to": "18.99",
+                          "currency": "USD", "idempotency_key": f"{big}:{i}", "note": None},
+                 created_at=now - timedelta(seconds=i))
+            for i in range(20000)
+        ]
         connection.execute(insert(EventLog), events)
         first, last = connection.execute(select(text("min(id), max(id)")).select_from(RuleTarget.__table__).where(RuleTarget.run_id == big)).one()
     with engine.connect() as connection:  # fresh statistics, as autovacuum/autoanalyze keeps them in production
