@@ -16,6 +16,7 @@ environment and the services it points at, with a fix for each problem.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -85,6 +86,10 @@ class CalibrSettings(BaseSettings):
     )
     DAGSTER_PG_URL: str | None = Field(
         None, description="Put Dagster's run/event/schedule storage on Postgres (deploy/dagster.postgres.yaml). Unset: SQLite."
+    )
+    HISTORY_START: dt.date = Field(
+        dt.date(2026, 1, 1), description="First day (UTC) of the deployment's data: daily, weekly and monthly partitions start here, "
+        "so the Dagster UI's fill figures count only days that can have data. The demo sets it to the first day of its history."
     )
     DEBUG: bool = Field(False, description="Show tracebacks for unexpected CLI errors.")
     SANDBOX_ALLOWED_HOSTS: str = Field(
@@ -292,6 +297,21 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
     env = _lenient(environ)
     raw = env.get(SANDBOX_ALLOWED_HOSTS_ENV, "")
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+HISTORY_START_ENV = "CALIBR_HISTORY_START"
+
+
+def history_start(environ: Mapping[str, str] | None = None) -> dt.date:
+    """The first day partitions cover; an invalid value is refused with the variable's name."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(HISTORY_START_ENV) or "").strip()
+    if not raw:
+        return CalibrSettings.model_fields["HISTORY_START"].default
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidEnvironment(f"{HISTORY_START_ENV} must be a date like 2026-01-01, got {raw!r}") from None
 
 
 # -- the write path (docs/retry-logic.md, docs/runbook.md) ------------------------------------
