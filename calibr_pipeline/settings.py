@@ -91,6 +91,10 @@ class CalibrSettings(BaseSettings):
         dt.date(2026, 1, 1), description="First day (UTC) of the deployment's data: daily, weekly and monthly partitions start here, "
         "so the Dagster UI's fill figures count only days that can have data. The demo sets it to the first day of its history."
     )
+    WAREHOUSE_SESSION_ROLE: Literal["calibr_pipeline", "owner"] = Field(
+        "calibr_pipeline", description="PostgreSQL: the role every pipeline, CLI and API transaction acts as (SET LOCAL ROLE): calibr_pipeline, "
+        "which owns nothing and cannot bypass row-level security; `owner` keeps the URL's user (migrations and dbt always use it)."
+    )
     DEBUG: bool = Field(False, description="Show tracebacks for unexpected CLI errors.")
     SANDBOX_ALLOWED_HOSTS: str = Field(
         "", description="Comma-separated host or host:port that may be scraped although private/loopback (the sandbox only)."
@@ -99,8 +103,8 @@ class CalibrSettings(BaseSettings):
         None, description="Synthetic probe targets, comma-separated name=url pairs. Unset: calibr serve /health and the Dagster webserver."
     )
     SECRETS_KEY: SecretStr | None = Field(
-        None, description="Fernet key (urlsafe base64, 32 bytes) encrypting connector secrets at rest, e.g. Stripe Connect tokens. "
-        "Generate one with `calibr env generate-key`."
+        None, description="Legacy: the Fernet key that sealed Stripe Connect tokens before the secrets vault (CALIBR_SECRETS_KEYS / the key file) "
+        "took them over. Needed only to read such tokens; `calibr secrets rotate` moves them under the vault, then unset it."
     )
 
     # --- events (docs/events.md) --------------------------------------------------------
@@ -197,7 +201,7 @@ class CalibrSettings(BaseSettings):
         if self.ALERT_SMTP_HOST and not (self.ALERT_SMTP_FROM and self.ALERT_SMTP_TO):
             problems.append("CALIBR_ALERT_SMTP_HOST is set, so CALIBR_ALERT_SMTP_FROM and CALIBR_ALERT_SMTP_TO are required")
         if self.STRIPE_CONNECT_ENABLED:
-            missing = [f"CALIBR_{n}" for n in ("STRIPE_API_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET", "SECRETS_KEY") if getattr(self, n) is None]
+            missing = [f"CALIBR_{n}" for n in ("STRIPE_API_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET") if getattr(self, n) is None]
             if missing:
                 problems.append(f"STRIPE_CONNECT_ENABLED is on, so {', '.join(missing)} must be set")
         if problems:
@@ -300,6 +304,16 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
 
 
 HISTORY_START_ENV = "CALIBR_HISTORY_START"
+WAREHOUSE_SESSION_ROLE_ENV = "CALIBR_WAREHOUSE_SESSION_ROLE"
+
+
+def warehouse_session_role(environ: Mapping[str, str] | None = None) -> str | None:
+    """The role ORM transactions switch to on PostgreSQL, or None to stay the connecting user."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(WAREHOUSE_SESSION_ROLE_ENV) or "calibr_pipeline").strip()
+    if raw not in ("calibr_pipeline", "owner"):
+        raise InvalidEnvironment(f"{WAREHOUSE_SESSION_ROLE_ENV} must be calibr_pipeline or owner, got {raw!r}")
+    return None if raw == "owner" else raw
 
 
 def history_start(environ: Mapping[str, str] | None = None) -> dt.date:

@@ -124,12 +124,16 @@ def test_doctor_on_a_healthy_environment(tmp_path, sqlite_warehouse_url):
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {"CALIBR_HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home), "CALIBR_SECRETS_KEY": Fernet.generate_key().decode(),
+    env = {"CALIBR_HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home), "CALIBR_SECRETS_KEYS": Fernet.generate_key().decode(),
            TYPO: "typo"}
     checks = {c.name: c for c in run_doctor(env, warehouse_url=sqlite_warehouse_url)}
     assert checks["environment"].status == WARN and TYPO in checks["environment"].detail  # a typo is caught
     assert {n: c.status for n, c in checks.items() if n != "environment"} == {
         "database": OK, "dagster instance": OK, "secrets key": OK, "event archive": OK, "shops": WARN}
+    assert checks["secrets key"].detail == "1 vault key(s) from CALIBR_SECRETS_KEYS"
+    # Without a key (no variable, no key file) the vault cannot open any stored secret: said, with the fix.
+    missing = {c.name: c for c in run_doctor({**env, "CALIBR_SECRETS_KEYS": ""}, warehouse_url=sqlite_warehouse_url)}["secrets key"]
+    assert missing.status == WARN and "calibr secrets init" in missing.fix
 
 
 def test_doctor_reports_an_unmigrated_database_and_an_unreachable_shop(tmp_path):

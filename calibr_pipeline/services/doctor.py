@@ -96,14 +96,17 @@ def check_dagster_instance(env: Mapping[str, str]) -> Check:
     return Check("dagster instance", OK, f"DAGSTER_HOME={home} with dagster.yaml")
 
 
-def check_secrets_key(loaded: CalibrSettings | None) -> Check:
+def check_secrets_key(loaded: CalibrSettings | None, env: Mapping[str, str]) -> Check:
+    """The vault's keys (CALIBR_SECRETS_KEYS or the key file) that encrypt every connector secret."""
+    from calibr_pipeline.secrets.vault import SecretsError, Vault
+
     if loaded is None:
         return Check("secrets key", WARN, "not checked: the environment is invalid", "fix the environment first")
-    if loaded.SECRETS_KEY is None:
-        status = FAIL if loaded.STRIPE_CONNECT_ENABLED else WARN
-        return Check("secrets key", status, "CALIBR_SECRETS_KEY is not set: connector secrets (Stripe Connect tokens) cannot be stored",
-                     "export CALIBR_SECRETS_KEY=$(calibr env generate-key) and keep it in your secret store")
-    return Check("secrets key", OK, "CALIBR_SECRETS_KEY is a valid Fernet key")
+    try:
+        vault = Vault.from_environment(env, create=False)
+    except SecretsError as exc:
+        return Check("secrets key", WARN, str(exc), "run `calibr secrets init` (the demo does) and back up the key file")
+    return Check("secrets key", OK, f"{len(vault.keys)} vault key(s) from {vault.source}")
 
 
 def _tcp(url: str, timeout: float) -> str | None:
@@ -172,7 +175,7 @@ def run_doctor(env: Mapping[str, str] | None = None, warehouse_url: str | None =
     db = check_database(url) if url else Check("database", WARN, "not checked: the environment is invalid", "fix the environment first")
     checks.append(db)
     checks.append(check_dagster_instance(env))
-    checks.append(check_secrets_key(loaded))
+    checks.append(check_secrets_key(loaded, env))
     checks.append(check_archive(loaded))
     checks.extend(check_endpoints(url if db.status == OK else None, loaded))
     return checks

@@ -101,6 +101,14 @@ def apply_row_level_security(connection: Connection) -> None:
         ), {"r": role}).scalars().all()
         for sequence in sequences:
             connection.execute(text(f'GRANT USAGE, SELECT ON SEQUENCE {schema}."{sequence}" TO {role}'))
+    # The analyst views run with their owner's rights (no row-level security under them):
+    # the pipeline, which works across tenants anyway, reads them; the API role never does.
+    views = connection.execute(text(
+        "SELECT viewname FROM pg_views WHERE schemaname = current_schema() "
+        "AND NOT has_table_privilege(:r, quote_ident(schemaname) || '.' || quote_ident(viewname), 'SELECT')"
+    ), {"r": PIPELINE_ROLE}).scalars().all()
+    for view in views:
+        connection.execute(text(f'GRANT SELECT ON {schema}."{view}" TO {PIPELINE_ROLE}'))
     by_tenant, by_project = tenant_tables(connection)
     predicates = {table: f"tenant_id = {_TENANT}" for table in by_tenant}
     predicates |= {
