@@ -18,7 +18,10 @@ _migrate_lock = threading.Lock()
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+        # A file on local disk: a pooled connection cannot have gone stale, so no ping before
+        # each checkout; and room for every thread of a busy process (the API's workers, a
+        # run's writers) so connections are reused instead of opened, set up and closed.
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
