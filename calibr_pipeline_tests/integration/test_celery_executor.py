@@ -1,0 +1,296 @@
+"""The distributed path end to end: steps on two Celery workers, Redis broker, PostgreSQL.
+
+Debian's ``redis-server`` on an ephemeral loopback port (no persistence), two databases of
+their own on the local PostgreSQL (the warehouse, and the Dagster instance opened from
+``deploy/dagster.celery.yaml``), two workers started by ``deploy/celery-worker.sh``. A
+sandbox tenant is seeded like the demo, then the ``competitor_monitoring`` job and an
+``apply_run`` are executed through the instance with ``CALIBR_EXECUTOR=celery``: this
+process only orchestrates, every step must run in one of the workers, and the results must
+be in the warehouse.
+
+Marked ``celery``: ``scripts/test.sh`` (``make test``) deselects it and ``.ci/run`` runs it
+once on its own (about a minute). Without ``redis-server`` it skips, unless
+``CALIBR_REQUIRE_CELERY=1`` (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.events import DagsterEventType
+from sqlalchemy import func, select
+
+from calibr_pipeline.demo import register_sandbox_listings, run_job_for_day, seed_fx_rates, seed_tenant_shops
+from calibr_pipeline.definitions import build_definitions
+from calibr_pipeline.defs.partitions import TENANT_PARTITIONS, DayTenant
+from calibr_pipeline.defs.pricing.assets import RULE_RUN_PARTITIONS
+from calibr_pipeline.defs.resources import WarehouseResource
+from calibr_pipeline.sandbox.runner import SandboxWorld, TenantSpec
+from calibr_pipeline.services.rule_runs import create_run, save_rule
+from calibr_pipeline.warehouse.engine import session_scope, upgrade_to_head
+from calibr_pipeline.warehouse.models import (
+    CompetitorListing,
+    CompetitorPriceObservation,
+    MarketPosition,
+    NormalizedPriceSnapshot,
+    PriceAudit,
+    RuleRun,
+    RuleTarget,
+)
+from calibr_pipeline_tests.conftest import _fresh_postgres_database
+
+pytestmark = [pytest.mark.celery, pytest.mark.integration, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+TENANT = "celery-shop"
+RAISE_ALL = {"name": "Raise 10%", "transform": {"kind": "percent_change", "value": "10"}, "scope": {"kind": "project"}}
+WORKERS = ("w1", "w2")
+STARTUP_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CALIBR_REQUIRE_CELERY") == "1":
+            pytest.fail("redis-server is required (CALIBR_REQUIRE_CELERY=1) but not installed: apt-get install redis-server")
+        pytest.skip("redis-server is not installed (apt-get install redis-server); set CALIBR_REQUIRE_CELERY=1 to fail instead")
+    import redis
+
+    port = _free_port()
+    log = tmp_path / "redis.log"
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+         "--logfile", str(log)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}: {log.read_text() if log.exists() else ''}")
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def databases(postgres_admin_url):
+    """(warehouse URL, Dagster instance URL): two fresh databases, dropped afterwards."""
+    warehouse, drop_warehouse = _fresh_postgres_database(postgres_admin_url)
+    dagster_db, drop_dagster = _fresh_postgres_database(postgres_admin_url)
+    upgrade_to_head(warehouse)
+    try:
+        yield warehouse, dagster_db
+    finally:
+        drop_dagster()
+        drop_warehouse()
+
+
+@pytest.fixture
+def world():
+    with SandboxWorld([TenantSpec(TENANT, "USD", 24, n_competitors=3)], seed=12) as world:
+        yield world
+
+
+@pytest.fixture
+def distributed_env(monkeypatch, redis_url, databases, world, tmp_path):
+    """The environment of every process of the deployment (this one orchestrates)."""
+    warehouse, dagster_db = databases
+    env = {
+        "CALIBR_EXECUTOR": "celery",
+        "CALIBR_CELERY_BROKER_URL": redis_url,
+        "CALIBR_CELERY_BACKEND_URL": redis_url.removesuffix("/0") + "/1",
+        "CALIBR_WAREHOUSE_URL": warehouse,
+        "CALIBR_DAGSTER_PG_URL": dagster_db,
+        "CALIBR_SANDBOX_ALLOWED_HOSTS": ",".join(world.allowed_hosts),
+        "CALIBR_HOME": str(tmp_path / "calibr_home"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def instance(distributed_env, tmp_path):
+    """The Dagster instance of deploy/dagster.celery.yaml, on its own PostgreSQL database."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(REPO / "deploy" / "dagster.celery.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def workers(distributed_env, tmp_path):
+    """Two workers started as an operator would (deploy/celery-worker.sh); {name: (pid, log)}."""
+    import celery
+
+    env = dict(os.environ) | distributed_env
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    started: dict[str, tuple[subprocess.Popen, Path]] = {}
+    try:
+        for name in WORKERS:
+            log = tmp_path / f"worker-{name}.log"
+            started[name] = (
+                subprocess.Popen(
+                    ["bash", str(REPO / "deploy" / "celery-worker.sh"), name, "--pool", "solo", "--logfile", str(log)],
+                    env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker-{name}.err", "w"),
+                ),
+                log,
+            )
+        # Both must answer a ping through the broker before a step is sent.
+        app = celery.Celery(broker=distributed_env["CALIBR_CELERY_BROKER_URL"])
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        answered: set[str] = set()
+        while answered != {f"calibr-{n}@{socket.gethostname()}" for n in WORKERS}:
+            for name, (process, _log) in started.items():
+                if process.poll() is not None:
+                    pytest.fail(f"worker {name} exited with {process.returncode}: {(tmp_path / f'worker-{name}.err').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"workers did not answer within {STARTUP_TIMEOUT_S} s (answered: {sorted(answered)})")
+            answered = {host for reply in (app.control.ping(timeout=1.0) or []) for host in reply}
+        app.close()
+        yield {name: (process.pid, log) for name, (process, log) in started.items()}
+    finally:
+        for process, _log in started.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _log in started.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _reconstructable(job_name: str):
+    # The code pointer travels with every step: each worker loads the same function.
+    repository = ReconstructableRepository.for_module("calibr_pipeline.definitions", "definitions_from_environment", working_directory=str(REPO))
+    return repository.get_reconstructable_job(job_name)
+
+
+def _steps_by_worker(instance, run_id: str) -> dict[str, tuple[str, int]]:
+    """step key -> (Celery worker that announced it, pid of the process that started it)."""
+    announced: dict[str, str] = {}
+    started: dict[str, int] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.ENGINE_EVENT and "in celery worker" in (event.message or ""):
+            announced[event.step_key] = event.event_specific_data.metadata["Celery worker"].value
+        elif event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = event.pid
+    assert set(announced) == set(started), (announced, started)
+    return {key: (announced[key], started[key]) for key in started}
+
+
+def _assert_ran_on_workers(instance, run_id: str, workers, expected_steps: set[str]) -> set[str]:
+    steps = _steps_by_worker(instance, run_id)
+    assert set(steps) == expected_steps
+    hostname = socket.gethostname()
+    pids = {pid: name for name, (pid, _log) in workers.items()}
+    for step, (worker, pid) in steps.items():
+        assert pid != os.getpid(), f"{step} ran in the orchestrating process"
+        assert pid in pids, f"{step} ran in pid {pid}, not a worker ({pids})"
+        assert worker == f"calibr-{pids[pid]}@{hostname}", (step, worker, pids[pid])
+    return {worker for worker, _pid in steps.values()}
+
+
+def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distributed_env, instance, workers):
+    warehouse = distributed_env["CALIBR_WAREHOUSE_URL"]
+    day = world.today()
+
+    # Seeded like the demo: shop and FX rates, catalog read from the sandbox Admin API
+    # (in-process: the listings need the SKUs), competitor URLs registered.
+    seed_fx_rates(warehouse, day - timedelta(days=1))
+    seed_tenant_shops(warehouse, world)
+    local = build_definitions(executor="in_process", warehouse=WarehouseResource(url=warehouse))
+    assert run_job_for_day(local, instance, "catalog_sync", [TENANT], day) == {TENANT: True}
+    registered = register_sandbox_listings(warehouse, world, TENANT)
+    expected = {listing.url: listing for listing in world.listings_for(TENANT)}
+    assert registered.created == len(expected) > 20
+
+    started = time.monotonic()
+    monitoring = _reconstructable("competitor_monitoring")
+    job_def = monitoring.get_definition()
+    assert job_def.executor_def.name == "calibr_celery"
+    partition = DayTenant(day, TENANT).key
+    assert instance.has_dynamic_partition(TENANT_PARTITIONS.name, TENANT)  # added by run_job_for_day
+    with dg.execute_job(monitoring, instance, tags=job_def.partitions_def.get_tags_for_partition_key(partition)) as result:
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        monitoring_run = result.run_id
+    monitoring_s = time.monotonic() - started
+    monitoring_steps = {node.name for node in job_def.graph.nodes}  # the four assets and their four checks
+    assert {"shop_catalog", "competitor_price_observations", "normalized_price_snapshots", "market_position"} < monitoring_steps
+    used = _assert_ran_on_workers(instance, monitoring_run, workers, monitoring_steps)
+
+    with session_scope(warehouse) as session:
+        rows = session.execute(
+            select(CompetitorListing.url, CompetitorPriceObservation)
+            .join(CompetitorPriceObservation, CompetitorPriceObservation.listing_id == CompetitorListing.id)
+        ).all()
+        assert len(rows) == len(expected)
+        for url, observation in rows:
+            assert observation.status == "ok", (url, observation.error_class, observation.error_message)
+            assert (observation.amount, observation.currency) == (expected[url].expected_amount, expected[url].expected_currency), url
+            assert observation.dagster_run_id == monitoring_run
+        assert session.scalar(select(func.count()).select_from(NormalizedPriceSnapshot)) == len(expected)
+        assert session.scalar(select(func.count()).select_from(MarketPosition)) == len({l.our_sku for l in expected.values()})
+
+    # An apply: a rule run previewed and applied by the apply_run job, steps on the workers.
+    with session_scope(warehouse) as session:
+        save_rule(session, project_slug=TENANT, definition=RAISE_ALL, actor="test")
+        rule_run_id = create_run(session, project_slug=TENANT, rule_name=RAISE_ALL["name"], actor="test").id
+    instance.add_dynamic_partitions(RULE_RUN_PARTITIONS.name, [rule_run_id])
+    started = time.monotonic()
+    with dg.execute_job(_reconstructable("apply_run"), instance, tags={"dagster/partition": rule_run_id}) as result:
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        apply_run = result.run_id
+    apply_s = time.monotonic() - started
+    used |= _assert_ran_on_workers(instance, apply_run, workers, {"rule_targets", "applied_prices", "dlq_summary"})
+
+    shop = world.tenant(TENANT).admin_shop
+    with session_scope(warehouse) as session:
+        assert session.get(RuleRun, rule_run_id).state == "APPLIED"
+        targets = session.scalars(select(RuleTarget).where(RuleTarget.run_id == rule_run_id)).all()
+        audits = session.scalars(select(PriceAudit).where(PriceAudit.run_id == rule_run_id)).all()
+    assert len(targets) >= 24 and {t.state for t in targets} == {"APPLIED"}
+    live = {v.variant_external_id: v.price for v in shop.catalog()}
+    assert all(live[t.variant_external_id] == t.to_price for t in targets)
+    assert set(shop.write_counts().values()) == {1}
+    assert {a.idempotency_key for a in audits} == {t.idempotency_key for t in targets} and len(audits) == len(targets)
+
+    # The workers' own logs name the tasks they received: one per step, nothing else.
+    received = sum(log.read_text().count("] received") for _pid, log in workers.values())
+    assert received == len(monitoring_steps) + 3, [log.read_text()[-3000:] for _pid, log in workers.values()]
+    print(f"\ncelery e2e: monitoring {monitoring_s:.1f} s, apply {apply_s:.1f} s, workers used: {sorted(used)}")
