@@ -192,6 +192,15 @@ def workers(distributed_env, tmp_path):
                 process.wait()
 
 
+def _cpu_seconds(workers) -> float:
+    """User + system CPU of the worker processes so far (Linux /proc)."""
+    total = 0
+    for pid, _log in workers.values():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _reconstructable(job_name: str):
     # The code pointer travels with every step: each worker loads the same function.
     repository = ReconstructableRepository.for_module("calibr_pipeline.definitions", "definitions_from_environment", working_directory=str(REPO))
@@ -240,6 +249,7 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     expected = {listing.url: listing for listing in world.listings_for(TENANT)}
     assert registered.created == len(expected) > 20
 
+    cpu_before = _cpu_seconds(workers)
     started = time.monotonic()
     monitoring = _reconstructable("competitor_monitoring")
     job_def = monitoring.get_definition()
@@ -293,4 +303,16 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     # The workers' own logs name the tasks they received: one per step, nothing else.
     received = sum(log.read_text().count("] received") for _pid, log in workers.values())
     assert received == len(monitoring_steps) + 3, [log.read_text()[-3000:] for _pid, log in workers.values()]
-    print(f"\ncelery e2e: monitoring {monitoring_s:.1f} s, apply {apply_s:.1f} s, workers used: {sorted(used)}")
+    # Figures for docs/deployment.md (sizing), printed with -s: wall time per run, the
+    # workers' CPU, the Dagster event rows and instance database size the two runs left.
+    events = sum(len(instance.all_logs(run_id)) for run_id in (monitoring_run, apply_run))
+    from sqlalchemy import create_engine
+
+    engine = create_engine(distributed_env["CALIBR_DAGSTER_PG_URL"])
+    with engine.connect() as connection:
+        dagster_bytes = connection.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+    engine.dispose()
+    print(f"\ncelery e2e: monitoring {monitoring_s:.1f} s ({len(monitoring_steps)} steps, {len(expected)} listings), "
+          f"apply {apply_s:.1f} s (3 steps, {len(targets)} targets); workers used: {sorted(used)}; "
+          f"worker CPU {_cpu_seconds(workers) - cpu_before:.1f} s; {events} Dagster events; "
+          f"instance database {dagster_bytes / 2**20:.1f} MiB")
