@@ -50,7 +50,12 @@ from calibr_pipeline.warehouse.models import (
 )
 from calibr_pipeline_tests.conftest import _fresh_postgres_database
 
-pytestmark = [pytest.mark.celery, pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [
+    pytest.mark.celery, pytest.mark.integration, pytest.mark.postgres,
+    # dagster-celery registers its execute_plan task again for every step it submits (the
+    # same callable; Celery keeps the first): noise, not a problem.
+    pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT = "celery-shop"
