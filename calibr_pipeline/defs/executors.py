@@ -36,13 +36,25 @@ EXECUTOR_ENV = "CALIBR_EXECUTOR"
 CELERY_EXECUTOR_NAME = "calibr_celery"
 
 # Celery settings on top of dagster-celery's defaults (prefetch 1, its queue and priority).
-# A step is acknowledged when it starts: a worker lost mid-step fails the step in the run
-# (Dagster's retry policy and the write path's leases decide what happens next) rather than
-# Celery silently running a price-writing step a second time.
+# A step is acknowledged when it has finished, and a worker process lost mid-step hands it
+# back to the queue: another worker runs the step again instead of the run waiting forever
+# for a result that will never come. Running a step twice is what the pipeline is built
+# for: a partition's rows are replaced, and the write path's claim, lease and idempotency
+# keys keep a second apply from writing a price twice (docs/retry-logic.md). The visibility
+# timeout bounds how long Redis waits for a whole worker machine that vanished; it must be
+# longer than any step (a sync apply estimated over 15 min goes through a bulk operation
+# instead, docs/retry-logic.md §6.2b), or a slow step would be handed out twice.
+VISIBILITY_TIMEOUT_S = 2 * 3600
 CELERY_CONFIG_SOURCE = {
-    "task_acks_late": False,
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
     "broker_connection_retry_on_startup": True,
+    "broker_transport_options": {
+        # dagster-celery's defaults (publish retries), plus the visibility timeout.
+        "max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+    },
     "result_expires": 24 * 3600,
 }
 

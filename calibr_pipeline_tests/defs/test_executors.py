@@ -76,11 +76,13 @@ def test_celery_needs_a_broker_and_never_echoes_it():
         celery_app_args({})
 
 
-def test_the_backend_defaults_to_the_broker_and_steps_are_acknowledged_on_start():
+def test_the_backend_defaults_to_the_broker_and_a_lost_step_goes_back_to_the_queue():
     args = celery_app_args({"CALIBR_CELERY_BROKER_URL": BROKER})
     assert args["broker"] == args["backend"] == BROKER
     assert args["include"] == ["calibr_pipeline.definitions"]
-    assert args["config_source"]["task_acks_late"] is False and args["config_source"]["worker_prefetch_multiplier"] == 1
+    source = args["config_source"]
+    assert source["task_acks_late"] is True and source["task_reject_on_worker_lost"] is True
+    assert source["worker_prefetch_multiplier"] == 1 and source["broker_transport_options"]["visibility_timeout"] == 7200
     backend = "redis://127.0.0.1:6390/1"
     assert celery_app_args({"CALIBR_CELERY_BROKER_URL": BROKER, "CALIBR_CELERY_BACKEND_URL": backend})["backend"] == backend
     assert "s3cret-pw" not in repr(load_settings({"CALIBR_CELERY_BROKER_URL": BROKER}))
@@ -97,7 +99,8 @@ def test_the_worker_app_reads_the_same_variables_as_the_executor(monkeypatch):
         assert (conf.broker_url, conf.result_backend) == (BROKER, backend)
         assert "execute_plan" in worker.app.tasks
         assert conf.task_default_queue == "dagster" and [q.name for q in conf.task_queues] == ["dagster"]
-        assert conf.task_acks_late is False and conf.worker_prefetch_multiplier == 1
+        assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True and conf.worker_prefetch_multiplier == 1
+        assert conf.broker_transport_options["visibility_timeout"] == 7200
     finally:
         sys.modules.pop("calibr_pipeline.celery_worker", None)
 

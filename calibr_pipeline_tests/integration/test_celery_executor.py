@@ -154,56 +154,77 @@ def instance(distributed_env, tmp_path):
         yield instance
 
 
+class Worker:
+    """One worker started by deploy/celery-worker.sh: its main process runs a prefork pool of
+    one child, which executes the steps."""
+
+    def __init__(self, name: str, process: subprocess.Popen, log: Path):
+        self.name, self.process, self.log = name, process, log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def children(self) -> set[int]:
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return {int(pid) for pid in path.read_text().split()} if path.exists() else set()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the main process and its live pool children (Linux /proc)."""
+        total = 0
+        for pid in {self.pid, *self.children()}:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.fixture
 def workers(distributed_env, tmp_path):
-    """Two workers started as an operator would (deploy/celery-worker.sh); {name: (pid, log)}."""
+    """Two workers started as an operator would (deploy/celery-worker.sh, prefork pool of one)."""
     import celery
 
     env = dict(os.environ) | distributed_env
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    started: dict[str, tuple[subprocess.Popen, Path]] = {}
+    started: dict[str, Worker] = {}
     try:
         for name in WORKERS:
             log = tmp_path / f"worker-{name}.log"
-            started[name] = (
-                subprocess.Popen(
-                    ["bash", str(REPO / "deploy" / "celery-worker.sh"), name, "--pool", "solo", "--logfile", str(log)],
-                    env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker-{name}.err", "w"),
-                ),
-                log,
+            process = subprocess.Popen(
+                ["bash", str(REPO / "deploy" / "celery-worker.sh"), name, "--concurrency", "1", "--logfile", str(log)],
+                env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker-{name}.err", "w"),
             )
+            started[name] = Worker(name, process, log)
         # Both must answer a ping through the broker before a step is sent.
         app = celery.Celery(broker=distributed_env["CALIBR_CELERY_BROKER_URL"])
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         answered: set[str] = set()
-        while answered != {f"calibr-{n}@{socket.gethostname()}" for n in WORKERS}:
-            for name, (process, _log) in started.items():
-                if process.poll() is not None:
-                    pytest.fail(f"worker {name} exited with {process.returncode}: {(tmp_path / f'worker-{name}.err').read_text()[-2000:]}")
+        while answered != {f"calibr-{n}@{socket.gethostname()}" for n in WORKERS} or not all(w.children() for w in started.values()):
+            for worker in started.values():
+                if worker.process.poll() is not None:
+                    pytest.fail(f"worker {worker.name} exited with {worker.process.returncode}: "
+                                f"{(tmp_path / f'worker-{worker.name}.err').read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"workers did not answer within {STARTUP_TIMEOUT_S} s (answered: {sorted(answered)})")
             answered = {host for reply in (app.control.ping(timeout=1.0) or []) for host in reply}
         app.close()
-        yield {name: (process.pid, log) for name, (process, log) in started.items()}
+        yield started
     finally:
-        for process, _log in started.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _log in started.values():
+        for worker in started.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in started.values():
             try:
-                process.wait(20)
+                worker.process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                worker.process.kill()
+                worker.process.wait()
 
 
 def _cpu_seconds(workers) -> float:
-    """User + system CPU of the worker processes so far (Linux /proc)."""
-    total = 0
-    for pid, _log in workers.values():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(worker.cpu_seconds() for worker in workers.values())
 
 
 def _reconstructable(job_name: str):
@@ -229,14 +250,15 @@ def _steps_by_worker(instance, run_id: str) -> dict[str, tuple[str, int]]:
 
 
 def _assert_ran_on_workers(instance, run_id: str, workers, expected_steps: set[str]) -> set[str]:
+    """Every step announced by a worker and started in that worker's pool process."""
     steps = _steps_by_worker(instance, run_id)
     assert set(steps) == expected_steps
     hostname = socket.gethostname()
-    pids = {pid: name for name, (pid, _log) in workers.items()}
-    for step, (worker, pid) in steps.items():
+    owner = {pid: worker.name for worker in workers.values() for pid in worker.children()}
+    for step, (announced_by, pid) in steps.items():
         assert pid != os.getpid(), f"{step} ran in the orchestrating process"
-        assert pid in pids, f"{step} ran in pid {pid}, not a worker ({pids})"
-        assert worker == f"calibr-{pids[pid]}@{hostname}", (step, worker, pids[pid])
+        assert pid in owner, f"{step} ran in pid {pid}, not a worker's pool process ({owner})"
+        assert announced_by == f"calibr-{owner[pid]}@{hostname}", (step, announced_by, owner[pid])
     return {worker for worker, _pid in steps.values()}
 
 
@@ -306,8 +328,8 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     assert {a.idempotency_key for a in audits} == {t.idempotency_key for t in targets} and len(audits) == len(targets)
 
     # The workers' own logs name the tasks they received: one per step, nothing else.
-    received = sum(log.read_text().count("] received") for _pid, log in workers.values())
-    assert received == len(monitoring_steps) + 3, [log.read_text()[-3000:] for _pid, log in workers.values()]
+    received = sum(worker.log.read_text().count("] received") for worker in workers.values())
+    assert received == len(monitoring_steps) + 3, [worker.log.read_text()[-3000:] for worker in workers.values()]
     # Figures for docs/deployment.md (sizing), printed with -s: wall time per run, the
     # workers' CPU, the Dagster event rows and instance database size the two runs left.
     events = sum(len(instance.all_logs(run_id)) for run_id in (monitoring_run, apply_run))
