@@ -8,8 +8,11 @@ sandbox tenant is seeded like the demo, then the ``competitor_monitoring`` job a
 process only orchestrates, every step must run in one of the workers, and the results must
 be in the warehouse.
 
+A second test kills the scrape step's worker process mid-step and checks that the step
+runs again and the run succeeds (late acknowledgement, reject on worker lost).
+
 Marked ``celery``: ``scripts/test.sh`` (``make test``) deselects it and ``.ci/run`` runs it
-once on its own (about a minute). Without ``redis-server`` it skips, unless
+once on its own (1-1.5 min, mostly starting the workers). Without ``redis-server`` it skips, unless
 ``CALIBR_REQUIRE_CELERY=1`` (CI), where it fails.
 """
 
@@ -21,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -70,8 +74,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def redis_url(tmp_path):
+# One deployment for the module (Redis, databases, workers, seeded tenant): starting the
+# workers is most of the time; each test runs its own jobs on it.
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("celery")
+
+
+@pytest.fixture(scope="module")
+def redis_url(home):
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CALIBR_REQUIRE_CELERY") == "1":
@@ -80,9 +91,9 @@ def redis_url(tmp_path):
     import redis
 
     port = _free_port()
-    log = tmp_path / "redis.log"
+    log = home / "redis.log"
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(home),
          "--logfile", str(log)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -107,7 +118,7 @@ def redis_url(tmp_path):
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def databases(postgres_admin_url):
     """(warehouse URL, Dagster instance URL): two fresh databases, dropped afterwards."""
     warehouse, drop_warehouse = _fresh_postgres_database(postgres_admin_url)
@@ -120,14 +131,14 @@ def databases(postgres_admin_url):
         drop_warehouse()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def world():
     with SandboxWorld([TenantSpec(TENANT, "USD", 24, n_competitors=3)], seed=12) as world:
         yield world
 
 
-@pytest.fixture
-def distributed_env(monkeypatch, redis_url, databases, world, tmp_path):
+@pytest.fixture(scope="module")
+def distributed_env(redis_url, databases, world, home):
     """The environment of every process of the deployment (this one orchestrates)."""
     warehouse, dagster_db = databases
     env = {
@@ -137,20 +148,21 @@ def distributed_env(monkeypatch, redis_url, databases, world, tmp_path):
         "CALIBR_WAREHOUSE_URL": warehouse,
         "CALIBR_DAGSTER_PG_URL": dagster_db,
         "CALIBR_SANDBOX_ALLOWED_HOSTS": ",".join(world.allowed_hosts),
-        "CALIBR_HOME": str(tmp_path / "calibr_home"),
+        "CALIBR_HOME": str(home / "calibr_home"),
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield env
 
 
-@pytest.fixture
-def instance(distributed_env, tmp_path):
+@pytest.fixture(scope="module")
+def instance(distributed_env, home):
     """The Dagster instance of deploy/dagster.celery.yaml, on its own PostgreSQL database."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.celery.yaml", home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copyfile(REPO / "deploy" / "dagster.celery.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         yield instance
 
 
@@ -181,8 +193,8 @@ class Worker:
         return total / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.fixture
-def workers(distributed_env, tmp_path):
+@pytest.fixture(scope="module")
+def workers(distributed_env, home):
     """Two workers started as an operator would (deploy/celery-worker.sh, prefork pool of one)."""
     import celery
 
@@ -191,10 +203,10 @@ def workers(distributed_env, tmp_path):
     started: dict[str, Worker] = {}
     try:
         for name in WORKERS:
-            log = tmp_path / f"worker-{name}.log"
+            log = home / f"worker-{name}.log"
             process = subprocess.Popen(
                 ["bash", str(REPO / "deploy" / "celery-worker.sh"), name, "--concurrency", "1", "--logfile", str(log)],
-                env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker-{name}.err", "w"),
+                env=env, cwd=str(home), stdout=subprocess.DEVNULL, stderr=open(home / f"worker-{name}.err", "w"),
             )
             started[name] = Worker(name, process, log)
         # Both must answer a ping through the broker before a step is sent.
@@ -205,7 +217,7 @@ def workers(distributed_env, tmp_path):
             for worker in started.values():
                 if worker.process.poll() is not None:
                     pytest.fail(f"worker {worker.name} exited with {worker.process.returncode}: "
-                                f"{(tmp_path / f'worker-{worker.name}.err').read_text()[-2000:]}")
+                                f"{(home / f'worker-{worker.name}.err').read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"workers did not answer within {STARTUP_TIMEOUT_S} s (answered: {sorted(answered)})")
             answered = {host for reply in (app.control.ping(timeout=1.0) or []) for host in reply}
@@ -221,6 +233,11 @@ def workers(distributed_env, tmp_path):
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+
+
+def _received(workers) -> int:
+    """Tasks the workers' logs say they received so far."""
+    return sum(worker.log.read_text().count("] received") for worker in workers.values())
 
 
 def _cpu_seconds(workers) -> float:
@@ -262,12 +279,12 @@ def _assert_ran_on_workers(instance, run_id: str, workers, expected_steps: set[s
     return {worker for worker, _pid in steps.values()}
 
 
-def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distributed_env, instance, workers):
+@pytest.fixture(scope="module")
+def seeded(world, distributed_env, instance) -> dict:
+    """The tenant seeded like the demo: shop and FX rates, catalog read from the sandbox Admin
+    API (in-process: the listings need the SKUs), competitor URLs registered. url -> listing."""
     warehouse = distributed_env["CALIBR_WAREHOUSE_URL"]
     day = world.today()
-
-    # Seeded like the demo: shop and FX rates, catalog read from the sandbox Admin API
-    # (in-process: the listings need the SKUs), competitor URLs registered.
     seed_fx_rates(warehouse, day - timedelta(days=1))
     seed_tenant_shops(warehouse, world)
     local = build_definitions(executor="in_process", warehouse=WarehouseResource(url=warehouse))
@@ -275,8 +292,31 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     registered = register_sandbox_listings(warehouse, world, TENANT)
     expected = {listing.url: listing for listing in world.listings_for(TENANT)}
     assert registered.created == len(expected) > 20
+    return expected
+
+
+def _assert_observations(warehouse: str, expected: dict, run_id: str) -> None:
+    with session_scope(warehouse) as session:
+        rows = session.execute(
+            select(CompetitorListing.url, CompetitorPriceObservation)
+            .join(CompetitorPriceObservation, CompetitorPriceObservation.listing_id == CompetitorListing.id)
+        ).all()
+        assert len(rows) == len(expected)
+        for url, observation in rows:
+            assert observation.status == "ok", (url, observation.error_class, observation.error_message)
+            assert (observation.amount, observation.currency) == (expected[url].expected_amount, expected[url].expected_currency), url
+            assert observation.dagster_run_id == run_id
+        assert session.scalar(select(func.count()).select_from(NormalizedPriceSnapshot)) == len(expected)
+        assert session.scalar(select(func.count()).select_from(MarketPosition)) == len({l.our_sku for l in expected.values()})
+
+
+def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distributed_env, instance, workers, seeded):
+    warehouse = distributed_env["CALIBR_WAREHOUSE_URL"]
+    day = world.today()
+    expected = seeded
 
     cpu_before = _cpu_seconds(workers)
+    received_before = _received(workers)
     started = time.monotonic()
     monitoring = _reconstructable("competitor_monitoring")
     job_def = monitoring.get_definition()
@@ -291,18 +331,7 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     assert {"shop_catalog", "competitor_price_observations", "normalized_price_snapshots", "market_position"} < monitoring_steps
     used = _assert_ran_on_workers(instance, monitoring_run, workers, monitoring_steps)
 
-    with session_scope(warehouse) as session:
-        rows = session.execute(
-            select(CompetitorListing.url, CompetitorPriceObservation)
-            .join(CompetitorPriceObservation, CompetitorPriceObservation.listing_id == CompetitorListing.id)
-        ).all()
-        assert len(rows) == len(expected)
-        for url, observation in rows:
-            assert observation.status == "ok", (url, observation.error_class, observation.error_message)
-            assert (observation.amount, observation.currency) == (expected[url].expected_amount, expected[url].expected_currency), url
-            assert observation.dagster_run_id == monitoring_run
-        assert session.scalar(select(func.count()).select_from(NormalizedPriceSnapshot)) == len(expected)
-        assert session.scalar(select(func.count()).select_from(MarketPosition)) == len({l.our_sku for l in expected.values()})
+    _assert_observations(warehouse, expected, monitoring_run)
 
     # An apply: a rule run previewed and applied by the apply_run job, steps on the workers.
     with session_scope(warehouse) as session:
@@ -328,8 +357,7 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
     assert {a.idempotency_key for a in audits} == {t.idempotency_key for t in targets} and len(audits) == len(targets)
 
     # The workers' own logs name the tasks they received: one per step, nothing else.
-    received = sum(worker.log.read_text().count("] received") for worker in workers.values())
-    assert received == len(monitoring_steps) + 3, [worker.log.read_text()[-3000:] for worker in workers.values()]
+    assert _received(workers) - received_before == len(monitoring_steps) + 3, [w.log.read_text()[-3000:] for w in workers.values()]
     # Figures for docs/deployment.md (sizing), printed with -s: wall time per run, the
     # workers' CPU, the Dagster event rows and instance database size the two runs left.
     events = sum(len(instance.all_logs(run_id)) for run_id in (monitoring_run, apply_run))
@@ -343,3 +371,54 @@ def test_monitoring_and_apply_run_their_steps_on_two_celery_workers(world, distr
           f"apply {apply_s:.1f} s (3 steps, {len(targets)} targets); workers used: {sorted(used)}; "
           f"worker CPU {_cpu_seconds(workers) - cpu_before:.1f} s; {events} Dagster events; "
           f"instance database {dagster_bytes / 2**20:.1f} MiB")
+
+
+def test_a_step_whose_worker_process_dies_runs_again_and_the_run_succeeds(world, distributed_env, instance, workers, seeded):
+    """The scrape step's pool process is killed mid-step (SIGKILL, as the OOM killer would):
+    Celery hands the task back to the queue (late acknowledgement, reject on worker lost), a
+    worker runs the step again, and the run completes with every observation once."""
+    warehouse = distributed_env["CALIBR_WAREHOUSE_URL"]
+    # Every competitor page takes 1 s: the scrape step lasts seconds, long enough to kill.
+    slow = [world.faults.add(shop=c.slug, timeout_rate=1.0, timeout_delay=1.0) for c in world.tenant(TENANT).competitors]
+    monitoring = _reconstructable("competitor_monitoring")
+    job_def = monitoring.get_definition()
+    tags = job_def.partitions_def.get_tags_for_partition_key(DayTenant(world.today(), TENANT).key)
+    killed: dict[str, int] = {}
+    earlier_runs = {run.run_id for run in instance.get_runs()}
+
+    def kill_the_scrape_step() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for run in instance.get_runs(dg.RunsFilter(job_name="competitor_monitoring")):
+                if run.run_id in earlier_runs:
+                    continue
+                for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START):
+                    if entry.dagster_event.step_key == "competitor_price_observations":
+                        os.kill(entry.dagster_event.pid, signal.SIGKILL)
+                        killed["pid"] = entry.dagster_event.pid
+                        return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_scrape_step, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    try:
+        with dg.execute_job(monitoring, instance, tags=tags) as result:
+            killer.join(5)
+            assert killed, "the scrape step never started"
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            run_id = result.run_id
+    finally:
+        for rule in slow:
+            world.faults.remove(rule)
+
+    starts = [e.dagster_event for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+              if e.dagster_event.step_key == "competitor_price_observations"]
+    assert len(starts) >= 2 and starts[0].pid == killed["pid"] and starts[-1].pid != killed["pid"]
+    successes = [e.dagster_event for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS)
+                 if e.dagster_event.step_key == "competitor_price_observations"]
+    assert [e.pid for e in successes] == [starts[-1].pid]
+    _assert_observations(warehouse, seeded, run_id)
+    lost = "".join(worker.log.read_text() for worker in workers.values())
+    assert "WorkerLostError" in lost or "exited with 'signal 9 (SIGKILL)'" in lost, lost[-3000:]
+    print(f"\ncelery worker lost: run {time.monotonic() - started:.1f} s, scrape step started {len(starts)} times")
