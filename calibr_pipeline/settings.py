@@ -35,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_EXAMPLE_PATH = REPO_ROOT / ".env.example"
 
 Severity = Literal["info", "warning", "error", "critical"]
+# Brokers and result backends the distributed path supports (Redis is the one tested; RabbitMQ as a broker works the same way).
+CELERY_URL_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "rpc://")
 
 
 class InvalidEnvironment(CalibrError):
@@ -97,6 +99,17 @@ class CalibrSettings(BaseSettings):
         "calibr_pipeline", description="PostgreSQL: the role every pipeline, CLI and API transaction acts as (SET LOCAL ROLE): calibr_pipeline, "
         "which owns nothing and cannot bypass row-level security; `owner` keeps the URL's user (migrations and dbt always use it)."
     )
+    # --- distributed execution (deploy/dagster.celery.yaml, docs/deployment.md) ---------
+    EXECUTOR: Literal["in_process", "multiprocess", "celery"] | None = Field(
+        None, description="Executor of every asset job (the pipeline): in_process, multiprocess or celery (dagster-celery; needs "
+        "CALIBR_CELERY_BROKER_URL, a Postgres Dagster instance and warehouse). Unset: each job's own (pricing in-process, others multiprocess)."
+    )
+    CELERY_BROKER_URL: SecretStr | None = Field(
+        None, description="Celery broker of the celery executor and of `deploy/celery-worker.sh`, e.g. redis://127.0.0.1:6379/0 (may hold a password)."
+    )
+    CELERY_BACKEND_URL: SecretStr | None = Field(
+        None, description="Celery result backend (step results back to the run), e.g. redis://127.0.0.1:6379/1. Unset: the broker URL."
+    )
     DEBUG: bool = Field(False, description="Show tracebacks for unexpected CLI errors.")
     SANDBOX_ALLOWED_HOSTS: str = Field(
         "", description="Comma-separated host or host:port that may be scraped although private/loopback (the sandbox only)."
@@ -153,6 +166,7 @@ class CalibrSettings(BaseSettings):
     REQUIRE_POSTGRES: bool = Field(False, description="Test suite: fail (not skip) when PostgreSQL is unreachable (CI).")
     REQUIRE_BROWSER: bool = Field(False, description="Test suite: fail (not skip) when chromium/chromedriver are missing (CI).")
     REQUIRE_MONITORING_TOOLS: bool = Field(False, description="Test suite: fail (not skip) when promtool/prometheus/alertmanager are missing (CI).")
+    REQUIRE_CELERY: bool = Field(False, description="Test suite: fail (not skip) the celery end-to-end test when redis-server is missing (CI).")
 
     # --- validation across fields ------------------------------------------------------
     @field_validator("WAREHOUSE_URL", "DAGSTER_PG_URL", "TEST_POSTGRES_URL")
@@ -174,6 +188,13 @@ class CalibrSettings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("CELERY_BROKER_URL", "CELERY_BACKEND_URL")
+    @classmethod
+    def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(CELERY_URL_SCHEMES):
+            raise ValueError("must be a Celery URL starting with " + ", ".join(CELERY_URL_SCHEMES) + " (e.g. redis://127.0.0.1:6379/0)")
         return value
 
     @field_validator("PROBE_TARGETS")
@@ -206,6 +227,8 @@ class CalibrSettings(BaseSettings):
             missing = [f"CALIBR_{n}" for n in ("STRIPE_API_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET") if getattr(self, n) is None]
             if missing:
                 problems.append(f"STRIPE_CONNECT_ENABLED is on, so {', '.join(missing)} must be set")
+        if self.EXECUTOR == "celery" and self.CELERY_BROKER_URL is None:
+            problems.append("CALIBR_EXECUTOR is celery, so CALIBR_CELERY_BROKER_URL must be set (e.g. redis://127.0.0.1:6379/0)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
