@@ -9,6 +9,8 @@ from calibr_pipeline_tests.extraction_report import PAGES, score_pages
 LICENCE_FILES = {
     "scrapinghub/extruct": "LICENSE-extruct-BSD-3-Clause.txt",
     "dgtlmoon/changedetection.io": "LICENSE-changedetection-Apache-2.0.txt",
+    "kovalovme/hotline-ua-mcp": "LICENSE-hotline-ua-mcp-MIT.txt",
+    "lukabudik/alza-mcp": "LICENSE-alza-mcp-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
