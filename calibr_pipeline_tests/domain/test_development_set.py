@@ -11,6 +11,8 @@ LICENCE_FILES = {
     "dgtlmoon/changedetection.io": "LICENSE-changedetection-Apache-2.0.txt",
     "kovalovme/hotline-ua-mcp": "LICENSE-hotline-ua-mcp-MIT.txt",
     "lukabudik/alza-mcp": "LICENSE-alza-mcp-MIT.txt",
+    "Eralquine/amazon-mx-watcher": "LICENSE-amazon-mx-watcher-MIT.txt",
+    "fzozyurt/BookStoresDatasets": "LICENSE-BookStoresDatasets-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
