@@ -144,7 +144,8 @@ def score_pages(directory: Path = PAGES) -> PageReport:
             report.misses.append(f"NO price      {entry['file']}: {error.error_class.value}: {error}")
 
         expected_availability = entry["expected_availability"]
-        got_availability = offer.availability if offer is not None else None
+        # A page without a price may still state its stock (carried by the PARSE_NO_PRICE error).
+        got_availability = offer.availability if offer is not None else getattr(error, "availability", None)
         if expected_availability is not None:
             report.availability.labelled += 1
         if got_availability is not None:

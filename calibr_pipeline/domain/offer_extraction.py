@@ -1092,10 +1092,14 @@ def _extract(
                 if exc.error_class is not ErrorClass.PARSE_NO_PRICE:
                     raise
     best = most_specific_error(errors)
-    if best is not None:
-        raise best
-    raise ExtractionError(
-        ErrorClass.PARSE_NO_PRICE,
-        "no price on the page: no schema.org Offer (JSON-LD or microdata), no OpenGraph or product "
-        "meta price, and no confident price in the visible page",
-    )
+    if best is None:
+        best = ExtractionError(
+            ErrorClass.PARSE_NO_PRICE,
+            "no price on the page: no schema.org Offer (JSON-LD or microdata), no OpenGraph or product "
+            "meta price, and no confident price in the visible page",
+        )
+    if best.error_class is ErrorClass.PARSE_NO_PRICE and best.availability is None:
+        # No price, but the page may still say whether the product can be bought (a sold-out
+        # page often drops the price): structured offers first, then the visible wording.
+        best.availability = _merge_availability(seen) or visible_availability(tree)[0]
+    raise best

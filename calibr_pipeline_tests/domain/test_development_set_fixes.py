@@ -1,0 +1,53 @@
+"""Extraction rules added while growing the development set (fixtures/pages/), each checked on
+the vendored page that showed the gap and on a minimal page that isolates the rule."""
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from calibr_pipeline.domain.errors import ErrorClass, ExtractionError
+from calibr_pipeline.domain.offer_extraction import extract_offer
+from calibr_pipeline_tests.extraction_report import PAGES
+
+MANIFEST = {e["file"]: e for e in json.loads((PAGES / "manifest.json").read_text(encoding="utf-8"))}
+
+
+def vendored(name: str) -> tuple[bytes, str]:
+    entry = MANIFEST[name]
+    return (PAGES / "pages" / name).read_bytes(), entry.get("url") or "https://reference.example/product"
+
+
+# ------------------------------------------------------ a page without a price still states stock
+
+
+def test_sold_out_page_without_price_refuses_the_price_but_states_out_of_stock():
+    html, url = vendored("amazon_mx_out_of_stock_no_price.html")
+    with pytest.raises(ExtractionError) as refused:
+        extract_offer(html, url)
+    assert refused.value.error_class is ErrorClass.PARSE_NO_PRICE
+    assert refused.value.availability == "OutOfStock"
+
+
+def test_bot_wall_states_neither_price_nor_stock():
+    html, url = vendored("amazon_mx_robot_check_page.html")
+    with pytest.raises(ExtractionError) as refused:
+        extract_offer(html, url)
+    assert (refused.value.error_class, refused.value.availability) == (ErrorClass.PARSE_NO_PRICE, None)
+
+
+def test_structured_stock_state_of_a_price_less_offer_is_kept():
+    html = (
+        '<html><head><script type="application/ld+json">{"@type": "Product", "name": "Tent",'
+        ' "offers": {"@type": "Offer", "priceCurrency": "EUR", "availability": "https://schema.org/OutOfStock"}}'
+        "</script></head><body><h1>Tent</h1></body></html>"
+    )
+    with pytest.raises(ExtractionError) as refused:
+        extract_offer(html, "https://shop.example/p/tent")
+    assert (refused.value.error_class, refused.value.availability) == (ErrorClass.PARSE_NO_PRICE, "OutOfStock")
+
+
+def test_a_priced_page_is_unchanged():
+    html, url = vendored("amazon_mx_in_stock_bare_dollar.html")
+    offer = extract_offer(html, url)
+    assert (offer.amount, offer.currency, offer.availability) == (Decimal("8999.00"), "MXN", "InStock")
