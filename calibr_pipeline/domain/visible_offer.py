@@ -95,14 +95,15 @@ _OUT_OF_STOCK = re.compile(
     r"out of stock|sold out|currently unavailable|\bunavailable\b|not available|no longer available|"
     r"ausverkauft|nicht verfügbar|nicht auf lager|nicht lieferbar|vergriffen|derzeit nicht|"
     r"rupture de stock|épuisé|epuise|indisponible|agotado|sin stock|no disponible|esaurito|non disponibile|"
-    r"uitverkocht|niet op voorraad|niet leverbaar|niedostępny|brak w magazynie|slutsåld|udsolgt|utsolgt|"
-    r"нет в наличии|tükendi|esgotado|indisponível|品切れ|在庫なし|缺货|품절",
+    r"uitverkocht|niet op voorraad|niet leverbaar|niet verkrijgbaar|niet beschikbaar|niedostępny|brak w magazynie|"
+    r"wyprzedan|není skladem|vyprodáno|slutsåld|ej i lager|ikke på lager|udsolgt|utsolgt|"
+    r"нет в наличии|немає в наявності|stokta yok|tükendi|esgotado|indisponível|品切れ|売り切れ|在庫なし|缺货|无货|품절",
     re.I,
 )
 _IN_STOCK = re.compile(
     r"\bin stock\b|\bavailable\b|only \d+ left|ready to ship|auf lager|sofort lieferbar|\blieferbar\b|\bverfügbar\b|"
     r"en stock|\bdisponible\b|en existencia|disponibile|op voorraad|\bdostępny\b|på lager|в наличии|stokta|"
-    r"em estoque|在庫あり|有货|재고 있음",
+    r"em estoque|\bskladem\b|в наявності|\bi lager\b|在庫あり|有货|재고 있음",
     re.I,
 )
 

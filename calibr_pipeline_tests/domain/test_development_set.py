@@ -13,6 +13,8 @@ LICENCE_FILES = {
     "lukabudik/alza-mcp": "LICENSE-alza-mcp-MIT.txt",
     "Eralquine/amazon-mx-watcher": "LICENSE-amazon-mx-watcher-MIT.txt",
     "fzozyurt/BookStoresDatasets": "LICENSE-BookStoresDatasets-MIT.txt",
+    "CAPeddle/amazon-shopping": "LICENSE-amazon-shopping-MIT.txt",
+    "cyberchen1995/DealBuddy": "LICENSE-DealBuddy-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 

@@ -51,3 +51,45 @@ def test_a_priced_page_is_unchanged():
     html, url = vendored("amazon_mx_in_stock_bare_dollar.html")
     offer = extract_offer(html, url)
     assert (offer.amount, offer.currency, offer.availability) == (Decimal("8999.00"), "MXN", "InStock")
+
+
+# ------------------------------------------------------ stock wording in more languages
+
+
+def test_dutch_niet_verkrijgbaar_is_out_of_stock_and_choose_an_option_says_nothing():
+    html, url = vendored("amazon_nl_out_of_stock_no_price.html")
+    with pytest.raises(ExtractionError) as sold_out:
+        extract_offer(html, url)
+    assert sold_out.value.availability == "OutOfStock"  # "Momenteel niet verkrijgbaar"
+    html, url = vendored("amazon_nl_variation_parent_no_price.html")
+    with pytest.raises(ExtractionError) as parent:
+        extract_offer(html, url)
+    # "Kies een optie om de beschikbaarheid te zien": no price and no stock state until a size is chosen
+    assert (parent.value.error_class, parent.value.availability) == (ErrorClass.PARSE_NO_PRICE, None)
+
+
+@pytest.mark.parametrize(
+    "wording, expected",
+    [
+        ("Momenteel niet verkrijgbaar", "OutOfStock"),
+        ("Niet beschikbaar", "OutOfStock"),
+        ("Není skladem", "OutOfStock"),
+        ("Skladem", "InStock"),
+        ("Produkt wyprzedany", "OutOfStock"),
+        ("Stokta yok", "OutOfStock"),
+        ("Stokta", "InStock"),
+        ("Ej i lager", "OutOfStock"),
+        ("I lager", "InStock"),
+        ("Немає в наявності", "OutOfStock"),
+        ("В наявності", "InStock"),
+        ("売り切れ", "OutOfStock"),
+        ("无货", "OutOfStock"),
+        ("北京有货", "InStock"),
+    ],
+)
+def test_stock_wording(wording, expected):
+    html = (
+        '<html><body><h1>Lamp</h1><span class="price">19,99 €</span>'
+        f'<div class="availability">{wording}</div></body></html>'
+    )
+    assert extract_offer(html, "https://shop.example/p/lamp").availability == expected
