@@ -15,6 +15,7 @@ LICENCE_FILES = {
     "fzozyurt/BookStoresDatasets": "LICENSE-BookStoresDatasets-MIT.txt",
     "CAPeddle/amazon-shopping": "LICENSE-amazon-shopping-MIT.txt",
     "cyberchen1995/DealBuddy": "LICENSE-DealBuddy-MIT.txt",
+    "barath-207/Amazon-Price-Tracker": "LICENSE-Amazon-Price-Tracker-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
