@@ -16,6 +16,8 @@ LICENCE_FILES = {
     "CAPeddle/amazon-shopping": "LICENSE-amazon-shopping-MIT.txt",
     "cyberchen1995/DealBuddy": "LICENSE-DealBuddy-MIT.txt",
     "barath-207/Amazon-Price-Tracker": "LICENSE-Amazon-Price-Tracker-MIT.txt",
+    "ecarriedo19/amazon-price-tracker": "LICENSE-amazon-price-tracker-ecarriedo19-MIT.txt",
+    "CookieCN/ecom-radar": "LICENSE-ecom-radar-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
