@@ -57,8 +57,8 @@ class ExtractionError(CalibrError):
         # PARSE_AMBIGUOUS: the competing prices (amount, currency, source, evidence) so a user
         # or a variant hint can settle it; JSON-safe dicts.
         self.candidates = tuple(candidates)
-        # PARSE_NO_PRICE: the stock state the page still states ("InStock" / "OutOfStock"), e.g.
-        # a sold-out page that shows no price; None when it says nothing.
+        # PARSE_NO_PRICE / CURRENCY_UNKNOWN: the stock state the page still states ("InStock" /
+        # "OutOfStock"), e.g. a sold-out page that shows no price; None when it says nothing.
         self.availability = availability
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid

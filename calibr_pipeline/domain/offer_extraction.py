@@ -1009,6 +1009,10 @@ def _with_visible_details(offer: ExtractedOffer, tree: lxml.html.HtmlElement, ct
     return offer
 
 
+# Refusals after which the page's own stock wording is still reported (ExtractionError.availability).
+_STOCK_STILL_STATED = (ErrorClass.PARSE_NO_PRICE, ErrorClass.CURRENCY_UNKNOWN)
+
+
 def extract_offer(
     html: str | bytes,
     page_url: str,
@@ -1022,7 +1026,11 @@ def extract_offer(
     tree = _parse_document(html)
     try:
         return _extract(tree, page_url, variant_hint, currency_hint)
-    except ExtractionError:
+    except ExtractionError as exc:
+        if exc.error_class in _STOCK_STILL_STATED and exc.availability is None and variant_hint is None:
+            # The page is about one product whose price cannot be read (none shown, or no
+            # currency anywhere): what it says about stock is still true.
+            exc.availability = visible_availability(tree)[0]
         raise
     except (RecursionError, MemoryError) as exc:
         raise ExtractionError(ErrorClass.MALFORMED_BODY, f"page too deeply nested or too large to read: {type(exc).__name__}") from None

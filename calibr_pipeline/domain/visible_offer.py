@@ -206,6 +206,34 @@ def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlEl
     return found
 
 
+_WHOLE_PART = re.compile(r"(^|[-_])(whole|integer|int|units?|main)$", re.I)
+_FRACTION_PART = re.compile(r"(^|[-_])(fraction|fractional|decimals?|cents?)$", re.I)
+_SYMBOL_PART = re.compile(r"(^|[-_])(symbol|currency)$", re.I)
+
+
+def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None:
+    """A price written as separate parts, as Amazon (a-price-whole / a-price-fraction), Magento
+    and many themes do: exactly one whole part and one fraction part among the element's
+    descendants. Their text, laid out on separate lines, reads "149 99": two numbers, not one.
+    Returns (amount, currency symbol or None)."""
+    parts: dict[str, list[str]] = {"whole": [], "fraction": [], "symbol": []}
+    for node in el.iterdescendants():
+        if not isinstance(node.tag, str):
+            continue
+        tokens = _tokens(node)
+        for name, pattern in (("whole", _WHOLE_PART), ("fraction", _FRACTION_PART), ("symbol", _SYMBOL_PART)):
+            if any(pattern.search(t) for t in tokens):
+                parts[name].append(_short_text(node))
+    if len(parts["whole"]) != 1 or len(parts["fraction"]) != 1 or len(parts["symbol"]) > 1:
+        return None
+    whole = re.sub(r"[\s,.'\u00a0\u202f]", "", parts["whole"][0])  # grouping marks and the trailing decimal mark
+    fraction = parts["fraction"][0].strip()
+    if not re.fullmatch(r"\d{1,9}", whole) or not re.fullmatch(r"\d{1,3}", fraction):
+        return None
+    symbol = parts["symbol"][0].strip() if parts["symbol"] else None
+    return validate_amount(Decimal(f"{whole}.{fraction}"), f"{whole}.{fraction}"), symbol or None
+
+
 def _price_like(el: lxml.html.HtmlElement) -> bool:
     tokens = _tokens(el)
     if "a-offscreen" in tokens and any("a-price" in _tokens(p) for p in _ancestors(el, 2)):
@@ -300,6 +328,14 @@ def collect_candidates(
             try:
                 amount, token = parse_amount(text)
             except ExtractionError:
+                try:
+                    split = _split_price(el)
+                except ExtractionError:
+                    split = None
+                if split is None:
+                    continue
+                amount, token = split
+                add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]} in whole and fraction parts")
                 continue
             add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]}")
     return candidates, errors

@@ -93,3 +93,55 @@ def test_stock_wording(wording, expected):
         f'<div class="availability">{wording}</div></body></html>'
     )
     assert extract_offer(html, "https://shop.example/p/lamp").availability == expected
+
+
+# ------------------------------------------------------ a price written in whole and fraction parts
+
+
+def test_split_whole_fraction_price_without_currency_is_refused_but_stock_is_kept():
+    html, url = vendored("amazon_com_dom_only_no_symbol.html")
+    with pytest.raises(ExtractionError) as refused:
+        extract_offer(html, url)
+    # "149" + "99" is read as one amount, but nothing on the page says which currency: refuse.
+    assert refused.value.error_class is ErrorClass.CURRENCY_UNKNOWN
+    assert refused.value.availability == "InStock"
+    # Told the currency, the lone price-like block (no symbol, no H1, no buy button) is still too
+    # weak evidence for a price: refused, with the stock state.
+    with pytest.raises(ExtractionError) as weak:
+        extract_offer(html, url, currency_hint="USD")
+    assert (weak.value.error_class, weak.value.availability) == (ErrorClass.PARSE_NO_PRICE, "InStock")
+
+
+@pytest.mark.parametrize(
+    "price_html, amount, currency",
+    [
+        (
+            '<span class="a-price"><span class="a-price-symbol">€</span><span class="a-price-whole">1.299,</span>'
+            '<span class="a-price-fraction">95</span></span>',
+            "1299.95",
+            "EUR",
+        ),
+        (
+            '<div class="price"><span class="price-integer">49</span>\n<span class="price-decimal">90</span>\n'
+            '<span class="price-currency">zł</span></div>',
+            "49.90",
+            "PLN",
+        ),
+    ],
+)
+def test_split_price_parts_with_a_symbol(price_html, amount, currency):
+    html = f"<html><body><h1>Kettle</h1>{price_html}<button>Add to cart</button></body></html>"
+    offer = extract_offer(html, "https://shop.example/p/kettle")
+    assert (offer.amount, offer.currency) == (Decimal(amount), currency)
+    if currency == "PLN":  # its text reads "49 90 zł": only the parts make it one number
+        assert any("whole and fraction parts" in e for e in offer.evidence)
+
+
+def test_two_whole_parts_are_not_joined_into_one_price():
+    html = (
+        '<html><body><h1>Kettle</h1><div class="price"><span class="price-whole">49</span>'
+        '<span class="price-fraction">90</span> <span class="price-whole">59</span>'
+        '<span class="price-fraction">90</span> €</div></body></html>'
+    )
+    with pytest.raises(ExtractionError):
+        extract_offer(html, "https://shop.example/p/kettle")
