@@ -148,6 +148,11 @@ def _short_text(el: lxml.html.HtmlElement) -> str:
     return " ".join(el.text_content().split())
 
 
+# A block named for the price *and* its shipping note (PrestaShop's "product-price-and-shipping")
+# holds the price; "shipping" in it does not make it a shipping-cost block.
+_PRICE_AND_SHIPPING = re.compile(r"price[-_]?and[-_]?(shipping|delivery)", re.I)
+
+
 def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
     for node in (el, *_ancestors(el)):
         if not isinstance(node.tag, str):
@@ -155,7 +160,7 @@ def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
         if node.tag in _FURNITURE_TAGS:
             return node.tag
         for token in _tokens(node):
-            if _FOREIGN_NAME.search(token):
+            if _FOREIGN_NAME.search(token) and not _PRICE_AND_SHIPPING.search(token):
                 return token
     return None
 

@@ -145,3 +145,24 @@ def test_two_whole_parts_are_not_joined_into_one_price():
     )
     with pytest.raises(ExtractionError):
         extract_offer(html, "https://shop.example/p/kettle")
+
+
+# ------------------------------------------------------ "price and shipping" names the price block
+
+
+def test_prestashop_price_and_shipping_block_holds_the_price():
+    html, url = vendored("tecnoagricolamodena_it_prestashop_tile_translated.html")
+    offer = extract_offer(html, url)
+    assert (offer.amount, offer.currency) == (Decimal("1.49"), "EUR")
+
+
+def test_a_shipping_cost_block_is_still_not_the_price():
+    body = (
+        '<h1>Kettle</h1><div class="product-prices"><span class="current-price">24,90 €</span></div>'
+        '<div class="shipping-price">4,99 €</div><button class="add-to-cart">In den Warenkorb</button>'
+    )
+    offer = extract_offer(f"<html><body>{body}</body></html>", "https://shop.example.de/p/kettle")
+    assert offer.amount == Decimal("24.90")
+    only_shipping = '<h1>Kettle</h1><div class="shipping-price">4,99 €</div>'
+    with pytest.raises(ExtractionError):
+        extract_offer(f"<html><body>{only_shipping}</body></html>", "https://shop.example.de/p/kettle")
