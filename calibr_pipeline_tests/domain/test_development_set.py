@@ -19,6 +19,7 @@ LICENCE_FILES = {
     "ecarriedo19/amazon-price-tracker": "LICENSE-amazon-price-tracker-ecarriedo19-MIT.txt",
     "CookieCN/ecom-radar": "LICENSE-ecom-radar-MIT.txt",
     "amitchakraborty123/tecno-agricola-scraper": "LICENSE-tecno-agricola-scraper-MIT.txt",
+    "appbeforelunch/lunch-unitprice": "LICENSE-lunch-unitprice-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
