@@ -6,7 +6,9 @@ Pure: works on an lxml tree and is told how to resolve a currency symbol. Used b
 Price candidates are elements that look like a price to a shopper's eye and to a theme's
 author: a class or id naming a price (``price``, ``preis``, ``prix``, ``a-price`` ...), a
 ``data-price`` / ``data-price-amount`` attribute, Amazon-style ``.a-price .a-offscreen``. Each
-is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`) and scored:
+is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`; a price
+written in whole and fraction elements, whose text reads "149 99", is joined: :func:`_split_price`)
+and scored:
 
 ========================================  =====
 price-like class / id / data attribute     +2
