@@ -38,3 +38,11 @@ def test_extraction_meets_the_targets_on_the_development_set():
     report = score_pages()
     assert report.price.precision >= 0.97 and report.price.f1 >= 0.95, report.misses
     assert report.availability.f1 >= 0.95, report.misses
+
+
+def test_the_set_spans_at_least_ten_countries():
+    # The issue asks for 60 pages / 30 sites / 10 countries; only the country count is reached
+    # (fixtures/pages/README.md says why), so only it is held here.
+    report = score_pages()
+    countries = {e["country"] for e in json.loads((PAGES / "manifest.json").read_text(encoding="utf-8"))} - {"EU"}
+    assert report.countries >= 10 and len(countries) >= 10, sorted(countries)
