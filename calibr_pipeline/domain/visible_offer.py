@@ -6,7 +6,9 @@ Pure: works on an lxml tree and is told how to resolve a currency symbol. Used b
 Price candidates are elements that look like a price to a shopper's eye and to a theme's
 author: a class or id naming a price (``price``, ``preis``, ``prix``, ``a-price`` ...), a
 ``data-price`` / ``data-price-amount`` attribute, Amazon-style ``.a-price .a-offscreen``. Each
-is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`) and scored:
+is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`; a price
+written in whole and fraction elements, whose text reads "149 99", is joined: :func:`_split_price`)
+and scored:
 
 ========================================  =====
 price-like class / id / data attribute     +2
@@ -95,14 +97,15 @@ _OUT_OF_STOCK = re.compile(
     r"out of stock|sold out|currently unavailable|\bunavailable\b|not available|no longer available|"
     r"ausverkauft|nicht verfügbar|nicht auf lager|nicht lieferbar|vergriffen|derzeit nicht|"
     r"rupture de stock|épuisé|epuise|indisponible|agotado|sin stock|no disponible|esaurito|non disponibile|"
-    r"uitverkocht|niet op voorraad|niet leverbaar|niedostępny|brak w magazynie|slutsåld|udsolgt|utsolgt|"
-    r"нет в наличии|tükendi|esgotado|indisponível|品切れ|在庫なし|缺货|품절",
+    r"uitverkocht|niet op voorraad|niet leverbaar|niet verkrijgbaar|niet beschikbaar|niedostępny|brak w magazynie|"
+    r"wyprzedan|není skladem|vyprodáno|slutsåld|ej i lager|ikke på lager|udsolgt|utsolgt|"
+    r"нет в наличии|немає в наявності|stokta yok|tükendi|esgotado|indisponível|品切れ|売り切れ|在庫なし|缺货|无货|품절",
     re.I,
 )
 _IN_STOCK = re.compile(
     r"\bin stock\b|\bavailable\b|only \d+ left|ready to ship|auf lager|sofort lieferbar|\blieferbar\b|\bverfügbar\b|"
     r"en stock|\bdisponible\b|en existencia|disponibile|op voorraad|\bdostępny\b|på lager|в наличии|stokta|"
-    r"em estoque|在庫あり|有货|재고 있음",
+    r"em estoque|\bskladem\b|в наявності|\bi lager\b|在庫あり|有货|재고 있음",
     re.I,
 )
 
@@ -147,6 +150,11 @@ def _short_text(el: lxml.html.HtmlElement) -> str:
     return " ".join(el.text_content().split())
 
 
+# A block named for the price *and* its shipping note (PrestaShop's "product-price-and-shipping")
+# holds the price; "shipping" in it does not make it a shipping-cost block.
+_PRICE_AND_SHIPPING = re.compile(r"price[-_]?and[-_]?(shipping|delivery)", re.I)
+
+
 def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
     for node in (el, *_ancestors(el)):
         if not isinstance(node.tag, str):
@@ -154,7 +162,7 @@ def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
         if node.tag in _FURNITURE_TAGS:
             return node.tag
         for token in _tokens(node):
-            if _FOREIGN_NAME.search(token):
+            if _FOREIGN_NAME.search(token) and not _PRICE_AND_SHIPPING.search(token):
                 return token
     return None
 
@@ -203,6 +211,34 @@ def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlEl
         if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el):
             found.append(el)
     return found
+
+
+_WHOLE_PART = re.compile(r"(^|[-_])(whole|integer|int|units?|main)$", re.I)
+_FRACTION_PART = re.compile(r"(^|[-_])(fraction|fractional|decimals?|cents?)$", re.I)
+_SYMBOL_PART = re.compile(r"(^|[-_])(symbol|currency)$", re.I)
+
+
+def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None:
+    """A price written as separate parts, as Amazon (a-price-whole / a-price-fraction), Magento
+    and many themes do: exactly one whole part and one fraction part among the element's
+    descendants. Their text, laid out on separate lines, reads "149 99": two numbers, not one.
+    Returns (amount, currency symbol or None)."""
+    parts: dict[str, list[str]] = {"whole": [], "fraction": [], "symbol": []}
+    for node in el.iterdescendants():
+        if not isinstance(node.tag, str):
+            continue
+        tokens = _tokens(node)
+        for name, pattern in (("whole", _WHOLE_PART), ("fraction", _FRACTION_PART), ("symbol", _SYMBOL_PART)):
+            if any(pattern.search(t) for t in tokens):
+                parts[name].append(_short_text(node))
+    if len(parts["whole"]) != 1 or len(parts["fraction"]) != 1 or len(parts["symbol"]) > 1:
+        return None
+    whole = re.sub(r"[\s,.'\u00a0\u202f]", "", parts["whole"][0])  # grouping marks and the trailing decimal mark
+    fraction = parts["fraction"][0].strip()
+    if not re.fullmatch(r"\d{1,9}", whole) or not re.fullmatch(r"\d{1,3}", fraction):
+        return None
+    symbol = parts["symbol"][0].strip() if parts["symbol"] else None
+    return validate_amount(Decimal(f"{whole}.{fraction}"), f"{whole}.{fraction}"), symbol or None
 
 
 def _price_like(el: lxml.html.HtmlElement) -> bool:
@@ -299,6 +335,14 @@ def collect_candidates(
             try:
                 amount, token = parse_amount(text)
             except ExtractionError:
+                try:
+                    split = _split_price(el)
+                except ExtractionError:
+                    split = None
+                if split is None:
+                    continue
+                amount, token = split
+                add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]} in whole and fraction parts")
                 continue
             add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]}")
     return candidates, errors
