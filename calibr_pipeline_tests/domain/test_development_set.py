@@ -20,6 +20,7 @@ LICENCE_FILES = {
     "CookieCN/ecom-radar": "LICENSE-ecom-radar-MIT.txt",
     "amitchakraborty123/tecno-agricola-scraper": "LICENSE-tecno-agricola-scraper-MIT.txt",
     "appbeforelunch/lunch-unitprice": "LICENSE-lunch-unitprice-MIT.txt",
+    "hlaff147/price-scout-agent": "LICENSE-price-scout-agent-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
