@@ -155,16 +155,42 @@ def _short_text(el: lxml.html.HtmlElement) -> str:
 _PRICE_AND_SHIPPING = re.compile(r"price[-_]?and[-_]?(shipping|delivery)", re.I)
 
 
-def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
+# A product card or tile: on a listing it holds another product, so its price is not the page's.
+_CARD_NAME = re.compile(r"(^|[-_])product-?(item|card|tile)", re.I)
+
+
+def _in_foreign_block(el: lxml.html.HtmlElement, own_card: lxml.html.HtmlElement | None = None) -> str | None:
+    """The tag or class that marks ``el`` as part of another product or of the page furniture.
+    ``own_card`` is a product card known to hold the page's own product (:func:`_sole_card`):
+    its card class, and its descendants' card classes, do not count."""
+    inside = own_card is not None and (el is own_card or any(a is own_card for a in _ancestors(el)))
     for node in (el, *_ancestors(el)):
         if not isinstance(node.tag, str):
             continue
         if node.tag in _FURNITURE_TAGS:
             return node.tag
         for token in _tokens(node):
+            if inside and _CARD_NAME.search(token):
+                continue
             if _FOREIGN_NAME.search(token) and not _PRICE_AND_SHIPPING.search(token):
                 return token
+        if node is own_card:
+            inside = False
     return None
+
+
+def _sole_card(elements: list[lxml.html.HtmlElement]) -> lxml.html.HtmlElement | None:
+    """The page's one product card, when the page holds exactly one (outermost) card and it sits
+    in no related / listing / furniture block: a saved product tile, whose product is the page's."""
+    cards = [el for el in elements if any(_CARD_NAME.search(t) for t in _tokens(el))]
+    outermost = [c for c in cards if not any(any(_CARD_NAME.search(t) for t in _tokens(a)) for a in _ancestors(c))]
+    if len(outermost) != 1:
+        return None
+    card = outermost[0]
+    parent = card.getparent()
+    if parent is not None and _in_foreign_block(parent):
+        return None
+    return card
 
 
 def _is_crossed(el: lxml.html.HtmlElement) -> bool:
@@ -202,13 +228,13 @@ def _walk(root: lxml.html.HtmlElement) -> Iterator[lxml.html.HtmlElement]:
         stack.extend(reversed(list(el)))
 
 
-def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlElement]:
+def _buy_buttons(elements: list[lxml.html.HtmlElement], own_card: lxml.html.HtmlElement | None = None) -> list[lxml.html.HtmlElement]:
     found = []
     for el in elements:
         if el.tag not in ("button", "input", "a"):
             continue
         label = _short_text(el) if el.tag != "input" else (el.get("value") or "")
-        if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el):
+        if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el, own_card):
             found.append(el)
     return found
 
@@ -216,6 +242,7 @@ def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlEl
 _WHOLE_PART = re.compile(r"(^|[-_])(whole|integer|int|units?|main)$", re.I)
 _FRACTION_PART = re.compile(r"(^|[-_])(fraction|fractional|decimals?|cents?)$", re.I)
 _SYMBOL_PART = re.compile(r"(^|[-_])(symbol|currency)$", re.I)
+_CENTS_PART = re.compile(r"(^|[-_])cents?$", re.I)
 
 
 def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None:
@@ -224,13 +251,22 @@ def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None
     descendants. Their text, laid out on separate lines, reads "149 99": two numbers, not one.
     Returns (amount, currency symbol or None)."""
     parts: dict[str, list[str]] = {"whole": [], "fraction": [], "symbol": []}
+    cents: list[str] = []
     for node in el.iterdescendants():
         if not isinstance(node.tag, str):
             continue
         tokens = _tokens(node)
+        if any(_CENTS_PART.search(t) for t in tokens):
+            cents.append(_short_text(node))
         for name, pattern in (("whole", _WHOLE_PART), ("fraction", _FRACTION_PART), ("symbol", _SYMBOL_PART)):
             if any(pattern.search(t) for t in tokens):
                 parts[name].append(_short_text(node))
+    if not parts["whole"] and len(cents) == 1 and len(parts["fraction"]) == 2:
+        # "fraction" + "cents" naming (Mercado Libre's andes-money-amount__fraction / __cents): when
+        # one part is named for the cents, the other "fraction" part holds the amount's whole units.
+        whole_parts = list(parts["fraction"])
+        whole_parts.remove(cents[0])
+        parts["whole"], parts["fraction"] = whole_parts, cents
     if len(parts["whole"]) != 1 or len(parts["fraction"]) != 1 or len(parts["symbol"]) > 1:
         return None
     whole = re.sub(r"[\s,.'\u00a0\u202f]", "", parts["whole"][0])  # grouping marks and the trailing decimal mark
@@ -249,13 +285,16 @@ def _price_like(el: lxml.html.HtmlElement) -> bool:
 
 
 def collect_candidates(
-    root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]
+    root: lxml.html.HtmlElement, resolve: Callable[[str | None], str], *, own_card: bool = False
 ) -> tuple[list[VisibleCandidate], list[ExtractionError]]:
+    """Price candidates (module doc). With ``own_card``, a page holding exactly one product card
+    (:func:`_sole_card`) reads that card as the page's product instead of another product's."""
     elements = list(_walk(root))
+    card = _sole_card(elements) if own_card else None
     body = root.find(".//body")
-    h1s = [el for el in elements if el.tag == "h1" and not _in_foreign_block(el)]
+    h1s = [el for el in elements if el.tag == "h1" and not _in_foreign_block(el, card)]
     title = h1s[0] if h1s else None
-    buttons = _buy_buttons(elements)
+    buttons = _buy_buttons(elements, card)
     candidates: list[VisibleCandidate] = []
     errors: list[ExtractionError] = []
 
@@ -305,7 +344,7 @@ def collect_candidates(
         attr = next((a for a in _PRICE_ATTRS if el.get(a)), None)
         text = None
         if attr is not None or _price_like(el):
-            if _in_foreign_block(el) or _hidden_duplicate(el):
+            if _in_foreign_block(el, card) or _hidden_duplicate(el):
                 continue
             context = _short_text(el.getparent()) if el.getparent() is not None else ""
             if attr is not None:
@@ -352,6 +391,11 @@ def read_visible_price(root: lxml.html.HtmlElement, resolve: Callable[[str | Non
     """The page's visible current price (module doc), or ExtractionError."""
     candidates, errors = collect_candidates(root, resolve)
     current = [c for c in candidates if not c.regular]
+    if not current:
+        # Nothing outside product cards: a page that is one saved product tile is that product.
+        candidates, card_errors = collect_candidates(root, resolve, own_card=True)
+        errors += card_errors
+        current = [c for c in candidates if not c.regular]
     if not current:
         if errors:
             raise errors[0]

@@ -212,3 +212,70 @@ def test_auction_current_bid_not_starting_price():
     <button class="place-bid">Place bid</button></div>"""
     result = extract_offer(page(body=body, lang="en-US"), "https://auctions.example.com/itm/1")
     assert (result.amount, result.currency) == (D("57.00"), "USD")
+
+
+# ----------------------------------------------------------------- development-set pages (pages10b)
+
+MERCADO_LIBRE_PRICE = """
+<h1 class="ui-pdp-title">Fone De Ouvido Sem Fio Huawei FreeBuds Pro 5</h1>
+<div class="ui-pdp-price__main-container">
+  <s class="andes-money-amount andes-money-amount--previous ui-pdp-price__part">
+    <span class="andes-money-amount__fraction">1.299</span>
+    <span class="andes-money-amount__cents">00</span>
+  </s>
+  <div class="ui-pdp-price__second-line">
+    <span class="andes-money-amount ui-pdp-price__part andes-money-amount--cents-superscript">
+      <span class="andes-money-amount__currency-symbol">R$</span>
+      <span class="andes-money-amount__fraction">799</span>
+      <span class="andes-money-amount__cents">90</span>
+    </span>
+  </div>
+</div>
+<button class="ui-pdp-buy-button">Comprar agora</button>"""
+
+
+def test_price_in_fraction_and_cents_parts_reads_fraction_as_the_whole_units():
+    # Mercado Libre's andes-money-amount: "__fraction" holds the whole units, "__cents" the cents.
+    result = extract_offer(page(body=MERCADO_LIBRE_PRICE, lang="pt-BR"), "https://www.mercadolivre.com.br/p/MLB1")
+    assert (result.amount, result.currency, result.source) == (D("799.90"), "BRL", "dom")
+    assert result.regular_amount == D("1299.00")
+    assert result.availability == "InStock"
+
+
+def test_whole_and_fraction_parts_still_read_as_before():
+    body = ('<h1>Kettle</h1><span class="a-price"><span class="a-price-symbol">$</span>'
+            '<span class="a-price-whole">149.</span><span class="a-price-fraction">99</span></span>')
+    assert extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p").amount == D("149.99")
+
+
+BOOK_CARD = """<div class="product-item">
+  <a class="product-title" href="https://www.bkmkitap.com/gunesi-uyandiralim">Güneşi Uyandıralım</a>
+  <span class="product-price">199,60 TL</span>
+  <a class="model-title" href="/yazar/sabahattin-ali">Sabahattin Ali</a>
+</div>"""
+
+
+def test_a_page_that_is_one_saved_product_card_is_that_product():
+    result = extract_offer(page(body=BOOK_CARD, lang="tr"), "https://www.bkmkitap.com/gunesi-uyandiralim")
+    assert (result.amount, result.currency, result.source) == (D("199.60"), "TRY", "dom")
+
+
+def test_two_product_cards_are_a_listing_and_give_no_price():
+    body = BOOK_CARD + BOOK_CARD.replace("199,60", "149,00").replace("gunesi-uyandiralim", "baska-kitap")
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="tr"), "https://www.bkmkitap.com/arama?q=sabahattin")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+def test_the_main_price_beats_a_lone_product_card_beside_it():
+    body = ('<h1>Kürk Mantolu Madonna</h1><span class="price">89,90 TL</span>'
+            '<button class="add-to-cart">Sepete Ekle</button>' + BOOK_CARD)
+    result = extract_offer(page(body=body, lang="tr"), "https://www.kitapyurdu.com/kitap/kurk-mantolu-madonna/123.html")
+    assert result.amount == D("89.90")
+
+
+def test_a_lone_product_card_inside_a_related_block_is_still_another_product():
+    body = '<h1>Sold out book</h1><section class="related-products">' + BOOK_CARD + "</section>"
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="tr"), "https://www.bkmkitap.com/tukenen-kitap")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
