@@ -60,7 +60,7 @@ _PRICE_ATTRS = ("data-price", "data-price-amount", "data-product-price", "data-s
 _PRICE_NAME = re.compile(r"price|preis|prix|precio|prezzo|prijs|cena|pris|fiyat|pre[cç]o|цена|ціна|kaina|hinta", re.I)
 _PRICE_PART = re.compile(r"whole|fraction|decimal|symbol|currency|label|title|per-?unit|unit-?price|priceperunit|range|tax|vat|info|note", re.I)
 _CURRENT_NAME = re.compile(r"sale|special|current|final|now|our|offer|deal|actual|topay|to-pay|selling|main|promo|reduced|discount", re.I)
-_REGULAR_NAME = re.compile(r"old|was|regular|compare|strike|original|list|rrp|msrp|before|crossed|uvp|reference|standard|retail", re.I)
+_REGULAR_NAME = re.compile(r"old|was|regular|compare|strike|line-?through|original|list|rrp|msrp|before|crossed|uvp|reference|standard|retail", re.I)
 _FOREIGN_NAME = re.compile(
     r"(^|[-_])(related|recommend|upsell|up-sell|cross-?sell|similar|carousel|slider|also|viewed|recent|"
     r"sponsor|accessor|product-?(item|card|tile|list|grid)|products-?grid|listing|mini-?cart|cart-?drawer|"
@@ -277,11 +277,23 @@ def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None
     return validate_amount(Decimal(f"{whole}.{fraction}"), f"{whole}.{fraction}"), symbol or None
 
 
+def _lone_whole_part(el: lxml.html.HtmlElement, tokens: list[str]) -> bool:
+    """A price's "whole" part with no fraction part beside it: the theme wrote the complete
+    price in it ("$49.99" in a-price-whole alone)."""
+    if not any(_PRICE_NAME.search(t) and _WHOLE_PART.search(t) for t in tokens):
+        return False
+    parent = el.getparent()
+    family = list(parent.iterdescendants()) if parent is not None else list(el.iterdescendants())
+    return not any(isinstance(n.tag, str) and any(_FRACTION_PART.search(t) for t in _tokens(n)) for n in family)
+
+
 def _price_like(el: lxml.html.HtmlElement) -> bool:
     tokens = _tokens(el)
     if "a-offscreen" in tokens and any("a-price" in _tokens(p) for p in _ancestors(el, 2)):
         return True
-    return any(_PRICE_NAME.search(t) and not _PRICE_PART.search(t) for t in tokens) or el.get("itemprop") == "price"
+    if any(_PRICE_NAME.search(t) and not _PRICE_PART.search(t) for t in tokens) or el.get("itemprop") == "price":
+        return True
+    return _lone_whole_part(el, tokens)
 
 
 def collect_candidates(
@@ -387,6 +399,69 @@ def collect_candidates(
     return candidates, errors
 
 
+_NOT_A_PRICE_TAGS = {"a", "button", "label", "input", "option", "li"}
+
+
+def _bare_amounts(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> list[VisibleCandidate]:
+    """Elements whose whole text is one amount with its currency ("R$ 819,00", "$123") though no
+    class names a price: hashed class names (Shopee, Flipkart) say nothing. Not in links, buttons or
+    list items, another product's block or the page furniture, and not after a shipping, "from",
+    saving or per-unit label."""
+    found: list[VisibleCandidate] = []
+    for el in _walk(root):
+        if len(el) or el.tag in _NOT_A_PRICE_TAGS or el.tag in ("html", "body"):
+            continue
+        text = _short_text(el)
+        if not text or len(text) > MAX_TEXT or not any(ch.isdigit() for ch in text):
+            continue
+        try:
+            amount, token = parse_amount(text)
+        except ExtractionError:
+            continue
+        if not token or any(ch.isalpha() for ch in text.replace(token, "", 1)):
+            continue
+        if _in_foreign_block(el) or _hidden_duplicate(el):
+            continue
+        before = el.getprevious()
+        label = f"{(el.getparent().text or '') if el.getparent() is not None else ''} {_short_text(before)[:80] if before is not None else ''}"
+        if _TEASER_TEXT.search(label) or _TEASER_TEXT.search(text):
+            continue
+        try:
+            currency = resolve(token)
+            amount = normalize_amount(amount, currency)
+        except ExtractionError:
+            continue
+        found.append(VisibleCandidate(amount, currency, 0.0, el, regular=_is_crossed(el), evidence=["the element's whole text is one amount with its currency"]))
+    return found
+
+
+def _bare_reading(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> VisibleReading | None:
+    """The page's one bare amount (:func:`_bare_amounts`) when no element is named for a price;
+    several different ones are PARSE_AMBIGUOUS; none is None."""
+    bare = _bare_amounts(root, resolve)
+    current = {(c.amount, c.currency): c for c in bare if not c.regular}
+    if not current:
+        return None
+    if len(current) > 1:
+        listing = tuple({"amount": str(a), "currency": cur, "source": "dom", "score": 0.0} for a, cur in list(current)[:8])
+        raise ExtractionError(
+            ErrorClass.PARSE_AMBIGUOUS,
+            "dom: no element is named for a price and several amounts stand alone ("
+            + ", ".join(f"{a} {cur}" for a, cur in list(current)[:4]) + "); check the page",
+            candidates=listing,
+        )
+    (amount, currency), best = next(iter(current.items()))
+    regular = [c.amount for c in bare if c.regular and c.currency == currency and c.amount > amount and _distance(c.element, best.element) <= 4]
+    return VisibleReading(
+        amount=amount,
+        currency=currency,
+        regular_amount=max(regular) if regular else None,
+        confidence=0.5,
+        evidence=("dom", *best.evidence, "no element named for a price; the only such amount on the page"),
+        vat_included=False,
+    )
+
+
 def read_visible_price(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> VisibleReading:
     """The page's visible current price (module doc), or ExtractionError."""
     candidates, errors = collect_candidates(root, resolve)
@@ -396,6 +471,11 @@ def read_visible_price(root: lxml.html.HtmlElement, resolve: Callable[[str | Non
         candidates, card_errors = collect_candidates(root, resolve, own_card=True)
         errors += card_errors
         current = [c for c in candidates if not c.regular]
+    if not current and not candidates and not errors:
+        # No element named for a price at all (hashed class names): one amount standing alone.
+        bare = _bare_reading(root, resolve)
+        if bare is not None:
+            return bare
     if not current:
         if errors:
             raise errors[0]
@@ -469,6 +549,18 @@ def visible_availability(root: lxml.html.HtmlElement) -> tuple[str | None, str |
         if disabled or _OUT_OF_STOCK.search(label):
             return "OutOfStock", "buy button disabled"
         return "InStock", "buy button enabled"
+    # No element named for stock and no buy button (hashed class names): an element whose whole
+    # text is a stock phrase ("out of stock", "Auf Lager") says it.
+    for el in elements:
+        if len(el) or el.tag in _NOT_A_PRICE_TAGS or _in_foreign_block(el):
+            continue
+        text = _short_text(el).strip(" .!:;-–—")
+        if not text or len(text) > 40:
+            continue
+        if _OUT_OF_STOCK.fullmatch(text):
+            return "OutOfStock", f"stock phrase {text!r}"
+        if _IN_STOCK.fullmatch(text):
+            return "InStock", f"stock phrase {text!r}"
     return None, None
 
 

@@ -279,3 +279,53 @@ def test_a_lone_product_card_inside_a_related_block_is_still_another_product():
     with pytest.raises(ExtractionError) as info:
         extract_offer(page(body=body, lang="tr"), "https://www.bkmkitap.com/tukenen-kitap")
     assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+SHOPEE_LIKE = """<div class="page-product">
+  <div class="vR6vdF">Fone de Ouvido Bluetooth Huawei FreeBuds Pro 5 Prata Fosco Original</div>
+  <div class="G27ShZ">R$ 819,00</div>
+  <div class="line-through">R$ 1.150,00</div>
+  <span class="mini-vouchers__vouchers">CUPOM SHOPEE R$ 30</span>
+</div>"""
+
+
+def test_hashed_class_names_the_one_amount_standing_alone_is_the_price():
+    result = extract_offer(page(body=SHOPEE_LIKE, lang="pt-BR"), "https://shopee.com.br/produto-i.1.2")
+    assert (result.amount, result.currency, result.source) == (D("819.00"), "BRL", "dom")
+    assert result.regular_amount == D("1150.00")  # struck through by a utility class
+    assert result.confidence <= 0.5
+
+
+def test_several_amounts_standing_alone_are_ambiguous_not_a_guess():
+    body = '<div class="x1"><div class="a9">Kettle</div><div class="b7">$23.00</div></div><div class="c3"><div class="d1">$31.50</div></div>'
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert info.value.error_class is ErrorClass.PARSE_AMBIGUOUS
+    assert {c["amount"] for c in info.value.candidates} == {"23.00", "31.50"}
+
+
+def test_a_lone_amount_after_a_shipping_label_or_in_a_link_is_not_the_price():
+    body = ('<div class="k2"><span class="q1">Shipping</span><span class="q2">$4.95</span></div>'
+            '<a class="z9" href="/gift">$25.00</a>')
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+def test_a_named_price_still_wins_over_a_lone_amount():
+    body = '<h1>Kettle</h1><span class="price">$23.00</span><div class="b7">$99.00</div>'
+    assert extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p").amount == D("23.00")
+
+
+def test_a_whole_part_without_a_fraction_part_holds_the_complete_price():
+    body = '<div class="card-header">Kettle</div><div class="a-section"><span class="a-price-whole">$49.99</span></div><div id="availability">In stock</div>'
+    result = extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert (result.amount, result.availability) == (D("49.99"), "InStock")
+
+
+def test_a_stock_phrase_in_an_unnamed_element_is_read_when_nothing_else_says():
+    body = '<div class="card"><div class="card-header">Product 1</div><div class="_3XINqE">out of stock</div></div>'
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-IN"), "https://www.flipkart.com/p/itm1")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+    assert info.value.availability == "OutOfStock"
