@@ -23,6 +23,7 @@ LICENCE_FILES = {
     "hlaff147/price-scout-agent": "LICENSE-price-scout-agent-MIT.txt",
     "muly/product-track": "LICENSE-product-track-MIT.txt",
     "Grcajr/restock-sentinel": "LICENSE-restock-sentinel-MIT.txt",
+    "aghakazimali-ML/pricepulse": "LICENSE-pricepulse-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
