@@ -24,6 +24,7 @@ LICENCE_FILES = {
     "muly/product-track": "LICENSE-product-track-MIT.txt",
     "Grcajr/restock-sentinel": "LICENSE-restock-sentinel-MIT.txt",
     "aghakazimali-ML/pricepulse": "LICENSE-pricepulse-MIT.txt",
+    "arthurnobrega/deal-watcher": "LICENSE-deal-watcher-MIT.txt",
 }
 REQUIRED = {"file", "site", "country", "source_repo", "source_path", "license", "expected_price", "expected_currency", "expected_availability", "note"}
 
