@@ -31,9 +31,16 @@ amount by at least :data:`MIN_MARGIN`; otherwise the page is PARSE_AMBIGUOUS (wi
 candidates) or PARSE_NO_PRICE. Confidence grows with the score and the margin and never exceeds
 0.8: a visible-page reading is a guess next to what the shop publishes for machines.
 
+Two fallbacks run only when nothing above prices the page: a page holding exactly one product
+card (outside any related / listing block) reads that card as its product (a saved product tile);
+and when no element at all is named for a price (hashed class names), an element whose whole text
+is one amount with its currency is the price if it is the only such amount (:func:`_bare_amounts`;
+several are PARSE_AMBIGUOUS; confidence 0.5).
+
 Availability (:func:`visible_availability`) reads stock wording in elements named for it
 (availability, stock, inventory, lager, ...) in a dozen languages, then the buy button: disabled
-means out of stock, present and enabled means in stock.
+means out of stock, present and enabled means in stock; failing both, an element whose whole text
+is a stock phrase ("out of stock").
 """
 
 from __future__ import annotations
