@@ -610,6 +610,14 @@ def _encoder(exponent: int) -> Callable[[Any], str]:
 
     def default(value: Any) -> Any:
         if isinstance(value, Decimal):
+            # Most amounts carry exactly the currency's minor digits, and then their own text
+            # is _amount_text's (positional, those digits): no lookup needed.
+            text = str(value)
+            if exponent:
+                if text[-exponent - 1 : -exponent] == "." and "E" not in text:
+                    return text
+            elif text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
+                return text
             text = texts.get(value) if value.is_finite() else None
             if text is None:
                 text = _amount_text(value, exponent)

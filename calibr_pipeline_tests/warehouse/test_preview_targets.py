@@ -99,3 +99,28 @@ def test_a_tag_scope_reads_tags_and_a_scope_matching_nothing_writes_nothing(ware
         compute_targets(session, nothing_run)
     with session_scope(warehouse_url) as session:
         assert _targets(session, nothing_run) == []
+
+
+def test_without_copy_the_rows_are_the_same(previewed, monkeypatch):
+    """PostgreSQL writes by COPY unless row-level security applies to the role (then INSERT):
+    both give the same rows. (On SQLite both runs take the one path.)"""
+    from calibr_pipeline.services import rule_runs
+
+    url, run_id, now, _ = previewed
+    original = rule_runs._TargetWriter.__init__
+
+    def no_copy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.copy = False
+
+    monkeypatch.setattr(rule_runs._TargetWriter, "__init__", no_copy)
+    with session_scope(url) as session:
+        other = create_run(session, project_slug=TENANT, rule_name=RULE["name"], actor="test").id
+    with session_scope(url) as session:
+        compute_targets(session, other, now=now)
+    columns = [c for c in RuleTarget.__table__.columns if c.name not in ("id", "run_id", "idempotency_key")]
+    with session_scope(url) as session:
+        copied = session.execute(select(*columns).where(RuleTarget.run_id == run_id).order_by(RuleTarget.sku)).all()
+        inserted = session.execute(select(*columns).where(RuleTarget.run_id == other).order_by(RuleTarget.sku)).all()
+        assert len(copied) == SKUS and copied == inserted
+        assert all(t.idempotency_key == f"{other}:{t.id}" for t in _targets(session, other))
