@@ -1,8 +1,11 @@
-"""Benchmark: the preview of a competitor rule over 100,000 SKUs on the embedded SQLite warehouse (goal < 30 s).
+"""Benchmark: the preview of a competitor rule over 100,000 SKUs on the embedded SQLite warehouse (goal < 10 s).
 
     python -m calibr_pipeline_tests.benchmarks.bench_preview [--skus 100000] [--coverage 0.3] [--competitors 3] [--profile]
+    python -m calibr_pipeline_tests.benchmarks.bench_preview --skus 1000000 --goal 120 \
+        --warehouse-url postgresql+psycopg2://postgres@127.0.0.1:5432/calibr_bench_preview   # issue 12: < 120 s
 
-Seeding writes the warehouse directly with bulk Core inserts (no sandbox, no Admin API):
+Seeding writes the warehouse directly in chunks of 50,000 SKUs with explicit ids (executemany
+on SQLite, COPY on PostgreSQL; no sandbox, no Admin API):
 one tenant/project/shop, ``--skus`` variants over products of 4 variants each (prices
 10.00–209.99, cost at 55–75 % of the price, one in ten without a cost), ``--competitors``
 competitors, and for ``--coverage`` of the SKUs one listing per competitor with an
@@ -23,8 +26,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import pstats
 import random
+import resource
 import sys
 import time
 from decimal import Decimal
@@ -58,7 +63,7 @@ from calibr_pipeline_tests.benchmarks._common import (
     warehouse,
 )
 
-GOAL_SECONDS = 30.0
+GOAL_SECONDS = 10.0  # issue 12 (100,000 SKUs on SQLite); 1,000,000 on PostgreSQL: --goal 120
 TENANT = "previewbench-usd"
 VARIANTS_PER_PRODUCT = 4
 CHUNK = 5000
@@ -102,18 +107,6 @@ def _reserve_ids(connection, table, count: int) -> int:
     return (connection.execute(select(func.max(table.c.id))).scalar() or 0) + 1
 
 
-def _copy_value(value) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return value  # None is written as an empty unquoted field: NULL
-
-
 def _bulk_insert(connection, table, rows: list[dict]) -> None:
     """Rows with explicit ids: PostgreSQL COPY (a million rows in seconds), else executemany."""
     if not rows:
@@ -122,10 +115,19 @@ def _bulk_insert(connection, table, rows: list[dict]) -> None:
         connection.execute(insert(table), rows)
         return
     columns = list(rows[0])
+    # csv writes str() of each value, which PostgreSQL reads for numbers, text, Decimals,
+    # dates, timestamps and booleans; JSON columns need JSON, and None is an empty field (NULL).
+    json_columns = [n for n, c in enumerate(columns) if isinstance(rows[0][c], (list, dict))]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow([_copy_value(row[c]) for c in columns])
+    if json_columns:
+        for row in rows:
+            values = list(row.values())
+            for n in json_columns:
+                values[n] = json.dumps(values[n])
+            writer.writerow(values)
+    else:
+        writer.writerows(row.values() for row in rows)
     buffer.seek(0)
     cursor = connection.connection.driver_connection.cursor()
     try:
@@ -182,6 +184,14 @@ def seed(url: str, *, n_skus: int, coverage: float, n_competitors: int, seed_val
             [{"project_id": project_id, "name": f"Rival {c + 1}", "domain": f"rival{c + 1}.example", "currency": "USD", "trusted": True, "created_at": now}
              for c in range(n_competitors)],
         )
+        if connection.dialect.name == "postgresql":
+            # The seed is consistent by construction: skip the per-row foreign-key triggers
+            # while it loads (superuser only; otherwise they run and the load is slower).
+            try:
+                with connection.begin_nested():
+                    connection.execute(text("SET LOCAL session_replication_role = replica"))
+            except Exception:  # noqa: BLE001 - not a superuser: load with the checks
+                pass
         first_product = _reserve_ids(connection, Product.__table__, n_products)
         first_variant = _reserve_ids(connection, Variant.__table__, n_skus)
         first_listing = _reserve_ids(connection, CompetitorListing.__table__, n_listings)
@@ -258,6 +268,12 @@ def seed(url: str, *, n_skus: int, coverage: float, n_competitors: int, seed_val
             _bulk_insert(connection, CompetitorListing.__table__, listings)
             _bulk_insert(connection, CompetitorPriceObservation.__table__, observations)
             _bulk_insert(connection, NormalizedPriceSnapshot.__table__, snapshots)
+    if url.startswith("postgresql"):
+        # Planner statistics, as a warehouse that has been running has them (autovacuum).
+        with get_engine(url).connect() as connection:
+            for table in (Product, Variant, Competitor, CompetitorListing, CompetitorPriceObservation, NormalizedPriceSnapshot):
+                connection.execute(text(f"ANALYZE {table.__tablename__}"))
+            connection.commit()
     timings["variants"] = n_skus
     timings["catalog insert s"] = t_catalog
     timings["covered skus"] = len(covered)
@@ -287,13 +303,13 @@ def run(argv: list[str] | None = None) -> bool:
         session_cm = session_scope(url)
         session = session_cm.__enter__()
         try:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
             stats = compute_targets(session, run_id, preset="standard")
             if profiler:
                 profiler.disable()
-            t_compute = time.perf_counter() - t0
+            t_compute, cpu_compute = time.perf_counter() - t0, time.process_time() - cpu0
             # The rest of the rule_targets asset: its preview table (25 rows, writes first).
             t1 = time.perf_counter()
             shown = session.scalars(
@@ -317,7 +333,9 @@ def run(argv: list[str] | None = None) -> bool:
     print("results")
     print(f"  targets:            {stats.total} stored {stored}; by proposal {stats.by_status}; {stats.to_write} to write over {stats.products} products")
     print(f"                      ({with_competitors} SKUs not 'kept', i.e. priced from competitor data; the preview estimates {stats.estimated_apply_seconds:g} s to apply)")
-    print(f"  compute_targets:    {t_compute:.2f} s  ({stats.total / t_compute:,.0f} SKUs/s)")
+    print(f"  compute_targets:    {t_compute:.2f} s  ({stats.total / t_compute:,.0f} SKUs/s; {cpu_compute:.2f} s CPU in this process, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"  peak RSS:           {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (this process, seeding included)")
     print(f"  preview table read: {t_table:.2f} s  (the rule_targets asset's 25-row preview table)")
     print(f"  commit:             {t_commit:.2f} s")
     print(f"  asset work total:   {t_compute + t_table + t_commit:.2f} s  ({stats.total / (t_compute + t_table + t_commit):,.0f} SKUs/s)")
