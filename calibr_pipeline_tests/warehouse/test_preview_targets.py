@@ -124,3 +124,35 @@ def test_without_copy_the_rows_are_the_same(previewed, monkeypatch):
         inserted = session.execute(select(*columns).where(RuleTarget.run_id == other).order_by(RuleTarget.sku)).all()
         assert len(copied) == SKUS and copied == inserted
         assert all(t.idempotency_key == f"{other}:{t.id}" for t in _targets(session, other))
+
+
+def test_small_batches_land_in_order_and_a_failed_batch_fails_the_preview(warehouse_url, monkeypatch):
+    """Batches of 20 rows: every batch lands, ids in SKU order; a batch that fails to write
+    fails the whole preview and leaves no target behind."""
+    from calibr_pipeline.services import rule_runs
+
+    seed(warehouse_url, n_skus=SKUS, coverage=0.5, n_competitors=2, seed_value=5)
+    monkeypatch.setattr(rule_runs, "_WRITE_CHUNK", 20)
+    with session_scope(warehouse_url) as session:
+        save_rule(session, project_slug=TENANT, definition=RULE, actor="test")
+        good = create_run(session, project_slug=TENANT, rule_name=RULE["name"], actor="test").id
+        bad = create_run(session, project_slug=TENANT, rule_name=RULE["name"], actor="test").id
+    with session_scope(warehouse_url) as session:
+        assert compute_targets(session, good).total == SKUS
+    with session_scope(warehouse_url) as session:
+        targets = _targets(session, good)
+        assert [t.sku for t in targets] == sorted(t.sku for t in targets) and len(targets) == SKUS
+        assert all(t.idempotency_key == f"{good}:{t.id}" for t in targets)
+
+    original_flush = rule_runs._TargetWriter.flush
+
+    def failing_flush(self):
+        if self.written >= 40:
+            raise RuntimeError("disk full")
+        return original_flush(self)
+
+    monkeypatch.setattr(rule_runs._TargetWriter, "flush", failing_flush)
+    with pytest.raises(RuntimeError, match="disk full"), session_scope(warehouse_url) as session:
+        compute_targets(session, bad)
+    with session_scope(warehouse_url) as session:
+        assert _targets(session, bad) == [] and session.get(RuleRun, bad).previewed_at is None
