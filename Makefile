@@ -61,7 +61,7 @@ bench-analytics: install
 	else echo "PostgreSQL not reachable on 127.0.0.1:5432: skipped"; fi
 ## Scaling curves: wall time and peak RSS of catalog store, scrape, preview, apply (sync and bulk) and
 ## analytics at 1k/10k/100k SKUs (and listings), with the growth per 10x; ~20 min.
-## `make bench-scale BENCH_SCALE_ARGS=--quick` measures 1k and 10k only (~6 min); see bench_scale.py --help.
+## `make bench-scale BENCH_SCALE_ARGS=--quick` measures 1k and 10k only (~4 min); see bench_scale.py --help.
 BENCH_SCALE_ARGS ?=
 bench-scale: install
 	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_scale $(BENCH_SCALE_ARGS)

@@ -27,8 +27,8 @@ Steps, on the embedded SQLite warehouse:
   1,000 SKUs), backfilled through the Admin API, then ``dbt build`` of the analytics models;
   the wall time is backfill + dbt build, both printed.
 
-``--quick`` measures 1k and 10k only (every step; apply at 1k and 10k), about 6 minutes;
-the default run takes about 20 minutes on a 2-core machine.
+``--quick`` measures 1k and 10k only (every step), about 4 minutes;
+the default run took 18 minutes on the shared 2-core machine (12 of them analytics at 100k).
 
 The growth factor per 10× should be close to 10 or below; the bulk apply's time is the
 sandbox's simulated processing (``line_seconds`` per JSONL line) plus the write-time reads.
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--analytics-sizes", type=int, nargs="+", default=None, help="SKU counts for the analytics step (default 1000 10000 100000)")
     parser.add_argument("--analytics-days", type=int, default=7, help="days of orders in the analytics step (default 7)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="steps to measure (default all)")
-    parser.add_argument("--quick", action="store_true", help="1k and 10k only, for every step (about 6 minutes)")
+    parser.add_argument("--quick", action="store_true", help="1k and 10k only, for every step (about 4 minutes)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="sandbox latency per Admin API request (apply)")
     parser.add_argument("--child", nargs=2, metavar=("STEP", "SIZE"), help=argparse.SUPPRESS)
     return parser
