@@ -14,8 +14,8 @@ Steps, on the embedded SQLite warehouse:
 * ``scrape``: N competitor listings scraped, normalized and positioned against the sandbox
   storefronts (bench_scrape's timed section: 4 tenants × 4 competitors, all markup kinds;
   setup not timed). The sandbox runs inside the child, so its memory is included. 100k
-  listings are off by default (about 25 minutes of scraping plus a 40,000-variant catalog
-  sync per tenant): pass ``--scrape-sizes 1000 10000 100000``;
+  listings are off by default (9 minutes in all, 3.5 of them timed, on the shared 2-core
+  machine): pass ``--scrape-sizes 1000 10000 100000``;
 * ``preview``: ``compute_targets`` of a competitor rule over N SKUs, 30 % of them with 3
   competitor listings (bench_preview's data);
 * ``apply-sync`` / ``apply-bulk``: ``apply_run`` (mode forced) of N price changes against the sandbox shop on the Plus
