@@ -59,9 +59,12 @@ bench-analytics: install
 		$(BIN)/python -c "import sqlalchemy as s; e = s.create_engine('postgresql+psycopg2://postgres@127.0.0.1:5432/test', isolation_level='AUTOCOMMIT'); c = e.connect(); c.exec_driver_sql('DROP DATABASE IF EXISTS calibr_bench_analytics WITH (FORCE)'); c.exec_driver_sql('CREATE DATABASE calibr_bench_analytics')" && \
 		$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_analytics --warehouse-url postgresql+psycopg2://postgres@127.0.0.1:5432/calibr_bench_analytics; \
 	else echo "PostgreSQL not reachable on 127.0.0.1:5432: skipped"; fi
-## Scaling curves: wall time and peak RSS of catalog, preview and apply at 1k/10k/100k SKUs.
+## Scaling curves: wall time and peak RSS of catalog store, scrape, preview, apply (sync and bulk) and
+## analytics at 1k/10k/100k SKUs (and listings), with the growth per 10x; ~20 min.
+## `make bench-scale BENCH_SCALE_ARGS=--quick` measures 1k and 10k only (~4 min); see bench_scale.py --help.
+BENCH_SCALE_ARGS ?=
 bench-scale: install
-	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_scale
+	$(BIN)/python -m calibr_pipeline_tests.benchmarks.bench_scale $(BENCH_SCALE_ARGS)
 
 sandbox: install
 	$(BIN)/calibr sandbox

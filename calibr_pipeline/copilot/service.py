@@ -29,6 +29,7 @@ from calibr_pipeline.domain.copilot_rules import (
 )
 from calibr_pipeline.domain.copilot_sql import SqlRefusal, rewrite_query
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.domain.rules import expand_explain
 from calibr_pipeline.services import rule_runs
 from calibr_pipeline.services.copilot_query import DEFAULT_TIME_BUDGET_S, execute_readonly, json_value
 from calibr_pipeline.warehouse.engine import get_engine, session_scope
@@ -226,13 +227,14 @@ def _free_rule_name(session: Session, project_id: int, name: str) -> str:
 
 def _preview_summary(session: Session, run_id: str, stats) -> dict:
     targets = session.execute(
-        select(RuleTarget.sku, RuleTarget.from_price, RuleTarget.to_price, RuleTarget.proposal_status, RuleTarget.explain, Variant.cost)
+        select(RuleTarget.sku, RuleTarget.variant_id, RuleTarget.from_price, RuleTarget.to_price, RuleTarget.proposal_status, RuleTarget.explain, Variant.cost)
         .join(Variant, Variant.id == RuleTarget.variant_id).where(RuleTarget.run_id == run_id).order_by(RuleTarget.sku)
     ).all()
+    base = rule_runs.explain_bases(session, [run_id]).get(run_id)
     changes, hits = [], {}
     margin_before, margin_after, with_cost = Decimal(0), Decimal(0), 0
     for t in targets:
-        for clamp in (t.explain or {}).get("clamps", []) or []:
+        for clamp in expand_explain(t.explain, base, variant_id=t.variant_id, sku=t.sku).get("clamps", []) or []:
             hits[clamp.get("name", "?")] = hits.get(clamp.get("name", "?"), 0) + 1
         if t.proposal_status == "blocked":
             hits["blocked"] = hits.get("blocked", 0) + 1

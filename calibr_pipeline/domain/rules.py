@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 import json
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
@@ -121,7 +121,7 @@ class PricingRule:
     currency: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SkuContext:
     variant_id: int
     sku: str
@@ -134,7 +134,7 @@ class SkuContext:
     currency: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompetitorPriceInput:
     observation_id: int
     competitor_id: int
@@ -155,9 +155,16 @@ class TargetProposal:
     to_price: Decimal
     status: Status
     reason: str
-    explain: dict
-    # The same trace as compact JSON text (no spaces), made once: the preview stores it as is.
-    explain_json: str | None = field(default=None, compare=False, repr=False)
+    # The trace in two parts (see :func:`expand_explain`): this SKU's part as compact JSON text
+    # (what the preview stores per target), and the part every SKU of the rule and moment
+    # shares (:func:`explain_base`, stored once per run).
+    explain_json: str = field(repr=False)
+    explain_base: dict = field(repr=False)
+
+    @functools.cached_property
+    def explain(self) -> dict:
+        """The whole trace, as readers see it (decoded on first use only)."""
+        return expand_explain(json.loads(self.explain_json), self.explain_base, variant_id=self.variant_id, sku=self.sku)
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,13 +580,6 @@ def _amount_text(value: Decimal, exponent: int) -> str:
 _UNITS = {e: Decimal(1).scaleb(-e) for e in range(0, 7)}
 
 
-@functools.lru_cache(maxsize=64)
-def _rule_document_json(rule: PricingRule, exponent: int) -> dict:
-    """The rule's transform and guardrails, JSON-safe, once per rule: the same in every trace."""
-    document = rule_to_dict(rule)
-    return _json({"transform": document["transform"], "guardrails": document["guardrails"]}, exponent)
-
-
 def _json(value: Any, exponent: int) -> Any:
     """JSON-safe copy; Decimals here are amounts (percentages are formatted before they get here)."""
     # Exact-type fast paths first: a 100,000-SKU preview builds millions of these nodes.
@@ -601,28 +601,122 @@ def _json(value: Any, exponent: int) -> Any:
     return value
 
 
-_AMOUNT_TEXTS: dict[tuple[Decimal, int], str] = {}
+@functools.lru_cache(maxsize=8)
+def _encoder(exponent: int) -> Callable[[Any], str]:
+    """Compact JSON text of a trace: the C encoder, calling back only for amounts and datetimes."""
+    # Equal amounts read the same (_amount_text depends on the value, not on its exponent), and
+    # a catalog repeats prices, costs and bounds: the texts are remembered (up to a bound).
+    texts: dict[Decimal, str] = {}
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            # Most amounts carry exactly the currency's minor digits, and then their own text
+            # is _amount_text's (positional, those digits): no lookup needed.
+            text = str(value)
+            if exponent:
+                if text[-exponent - 1 : -exponent] == "." and "E" not in text:
+                    return text
+            elif text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
+                return text
+            text = texts.get(value) if value.is_finite() else None
+            if text is None:
+                text = _amount_text(value, exponent)
+                if value.is_finite():
+                    if len(texts) >= 200_000:
+                        texts.clear()
+                    texts[value] = text
+            return text
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Mapping):
+            return {str(k): v for k, v in value.items()}
+        raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an explain trace")
+
+    return json.JSONEncoder(separators=(",", ":"), default=default, check_circular=False).encode
 
 
-def _json_default(value: Any, *, exponent: int) -> Any:
-    """``json.dumps`` fallback with :func:`_json`'s conversions (amounts, datetimes, mappings)."""
-    if isinstance(value, Decimal):
-        if not value.is_finite() or (value and value.adjusted() > _MAX_ADJUSTED_EXPONENT + 6):
-            return _amount_text(value, exponent)  # rare; their text depends on the exponent
-        # Equal amounts read the same (_amount_text depends on the value, not its exponent),
-        # and a catalog repeats prices, costs and bounds: remember the texts of one preview.
-        key = (value, exponent)
-        text = _AMOUNT_TEXTS.get(key)
-        if text is None:
-            if len(_AMOUNT_TEXTS) >= 200_000:
-                _AMOUNT_TEXTS.clear()
-            text = _AMOUNT_TEXTS[key] = _amount_text(value, exponent)
-        return text
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): v for k, v in value.items()}
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an explain trace")
+# -- the stored form of a trace --------------------------------------------------------------
+#
+# A preview stores one trace per SKU; most of a full trace is the same for every SKU of a run
+# (the rule's name, currency, transform, guardrails and the moment it was computed) or repeats
+# the steps (the final step, the list of clamps, the rounding summary). So a trace is kept in
+# two parts: the run's :func:`explain_base`, stored once, and each SKU's own part, marked
+# ``{"compact": 1, "steps": [steps 1-8], "status", "reason", "final_price", ...}``.
+# :func:`expand_explain` gives back the full trace, key for key what the engine describes in
+# the module docstring. Keys written later into a stored trace (the apply's
+# ``write_time_check``) are kept; a stored trace without the mark (older runs, reverts) is
+# already whole and returned as it is.
+
+COMPACT_KEY = "compact"
+COMPACT_VERSION = 1
+_COMPACT_OWN = frozenset({COMPACT_KEY, "steps", "status", "reason", "final_price"})
+_CLAMP_KEYS = ("step", "name", "before", "after", "bound")
+_last_base: tuple[PricingRule, datetime, dict] | None = None
+
+
+def explain_base(rule: PricingRule, now: datetime) -> dict:
+    """The part of every trace that the rule and the moment fix (JSON-safe; stored once per run)."""
+    global _last_base
+    cached = _last_base
+    if cached is not None and cached[0] is rule and cached[1] == now:
+        return cached[2]
+    exponent = minor_unit_exponent(rule.currency)
+    document = rule_to_dict(rule)
+    base = {
+        "rule": rule.name,
+        "currency": rule.currency,
+        "computed_at": now.isoformat(),
+        "transform": _json(document["transform"], exponent),
+        "guardrails": _json(document["guardrails"], exponent),
+    }
+    _last_base = (rule, now, base)
+    return base
+
+
+def is_compact_explain(stored: Any) -> bool:
+    return isinstance(stored, Mapping) and stored.get(COMPACT_KEY) == COMPACT_VERSION
+
+
+def _rounding_summary(step: Mapping) -> dict:
+    # Step 7 is {"step": 7, "name": "rounding", **summary}; with step rounding the summary's own
+    # "step" (the multiple) took the place of the step number, as it always has in these traces.
+    key = "ending" if step["mode"] == "charm" else "step"
+    summary = {"mode": step["mode"], key: step.get(key)}
+    summary.update((k, v) for k, v in step.items() if k not in ("step", "name", "mode", "ending"))
+    return summary
+
+
+def expand_explain(stored: Mapping | None, base: Mapping | None, *, variant_id: int, sku: str) -> dict:
+    """The full trace of one target from its stored part and its run's :func:`explain_base`."""
+    if stored is None:
+        return {}
+    if not is_compact_explain(stored):
+        return dict(stored)
+    base = base or {}
+    steps = [dict(step) for step in stored.get("steps") or []]
+    status, reason, final_price = stored.get("status"), stored.get("reason"), stored.get("final_price")
+    rounding = next((_rounding_summary(step) for step in steps if step.get("name") == "rounding" and "mode" in step), None)
+    clamps = [{k: step.get(k) for k in _CLAMP_KEYS} for step in steps if step.get("clamped") is True]
+    steps.append({"step": 9, "name": "final", "status": status, "to_price": final_price, "reason": reason})
+    full = {
+        "rule": base.get("rule"),
+        "currency": base.get("currency"),
+        "variant_id": variant_id,
+        "sku": sku,
+        "computed_at": base.get("computed_at"),
+        "steps": steps,
+        "clamps": clamps,
+        "rounding": rounding,
+        "status": status,
+        "reason": reason,
+        "final_price": final_price,
+        "transform": dict(base.get("transform") or {}),
+        "guardrails": dict(base.get("guardrails") or {}),
+    }
+    for key, value in stored.items():
+        if key not in _COMPACT_OWN:
+            full[key] = value
+    return full
 
 
 def _age_hours(delta: timedelta) -> Decimal:
@@ -643,7 +737,7 @@ class _Trace:
         self.rule = rule
         self.sku = sku
         self.steps: list[dict] = []
-        self.clamps: list[dict] = []
+        self.clamps: list[str] = []  # names of the steps that moved the price
         self.rounding: dict | None = None
         self.now = now
 
@@ -653,33 +747,21 @@ class _Trace:
         return entry
 
     def clamp(self, number: int, name: str, before: Decimal, after: Decimal, bound: Decimal, **details: Any) -> Decimal:
+        # A step with ``clamped: true`` is a clamp (expand_explain lists them under "clamps");
+        # only this method writes ``clamped``, and true only when the price moved.
         clamped = after != before
         self.step(number, name, before=before, after=after, bound=bound, clamped=clamped, **details)
         if clamped:
-            self.clamps.append({"step": number, "name": name, "before": before, "after": after, "bound": bound})
+            self.clamps.append(name)
         return after
 
     def finish(self, status: Status, to_price: Decimal, reason: str) -> TargetProposal:
-        self.step(9, "final", status=status, to_price=to_price, reason=reason)
-        exponent = minor_unit_exponent(self.rule.currency)
-        static = _rule_document_json(self.rule, exponent)
-        explain = {
-            "rule": self.rule.name,
-            "currency": self.rule.currency,
-            "variant_id": self.sku.variant_id,
-            "sku": self.sku.sku,
-            "computed_at": self.now,
-            "steps": self.steps,
-            "clamps": self.clamps,
-            "rounding": self.rounding,
-            "status": status,
-            "reason": reason,
-            "final_price": to_price,
-        }
-        explain["transform"], explain["guardrails"] = static["transform"], static["guardrails"]
-        # One pass of the C JSON encoder (calling back only for Decimals and datetimes) instead of
-        # a recursive Python copy: the JSON-safe dict is decoded from the text it produces.
-        text = json.dumps(explain, default=functools.partial(_json_default, exponent=exponent), separators=(",", ":"))
+        # Only what is this SKU's own: steps 1-8 and the outcome. The final step, the clamps
+        # and the rounding summary repeat the steps, and the rule's header is the run's
+        # (explain_base); expand_explain puts the whole trace back together.
+        compact = {COMPACT_KEY: COMPACT_VERSION, "steps": self.steps, "status": status, "reason": reason, "final_price": to_price}
+        # One pass of the C JSON encoder, calling back only for Decimals and datetimes.
+        text = _encoder(minor_unit_exponent(self.rule.currency))(compact)
         return TargetProposal(
             variant_id=self.sku.variant_id,
             sku=self.sku.sku,
@@ -688,8 +770,8 @@ class _Trace:
             to_price=to_price,
             status=status,
             reason=reason,
-            explain=json.loads(text),
             explain_json=text,
+            explain_base=explain_base(self.rule, self.now),
         )
 
     def stop(self, status: Literal["kept", "blocked"], reason: str) -> TargetProposal:
@@ -932,7 +1014,7 @@ def compute_target(
     else:
         reason = f"target equals the current price {amount(current)}"
     if trace.clamps:
-        reason += "; limited by " + ", ".join(c["name"] for c in trace.clamps)
+        reason += "; limited by " + ", ".join(trace.clamps)
     if rounding_note:
         reason += f"; {rounding_note}"
     return trace.finish(status, price, reason)

@@ -165,6 +165,7 @@ def _audit_row(event_id, created_at, tenant, project, run_id, event_type, actor,
 
 def render_audit_report(session: Session, *, tenants: list[str] | None = None, per_tenant: int = 8) -> str:
     """A Markdown audit report: each tenant's runs, price writes with explain traces, events."""
+    from calibr_pipeline.services.rule_runs import target_explain
     from calibr_pipeline.warehouse.models import PriceAudit, PricingRule, RuleRun, RuleTarget
 
     lines = ["# Audit sample", "", "Generated from the demo tenants by `calibr audit --markdown`.", ""]
@@ -187,7 +188,7 @@ def render_audit_report(session: Session, *, tenants: list[str] | None = None, p
             lines.append(f"| {a.created_at:%H:%M:%S} | `{a.run_id[:8]}` | {a.sku} | {quantize(a.from_price, a.currency)} → {quantize(a.to_price, a.currency)} {a.currency} | {a.event_type} | {a.actor} | `{a.idempotency_key[:8]}…:{a.target_id}` |")
         if audits:
             target = session.get(RuleTarget, audits[0].target_id)
-            lines += ["", f"Explain trace of `{target.sku}`:", "", "```json", json.dumps(target.explain, indent=2, sort_keys=True, default=str), "```"]
+            lines += ["", f"Explain trace of `{target.sku}`:", "", "```json", json.dumps(target_explain(session, target), indent=2, sort_keys=True, default=str), "```"]
         counts = session.execute(
             select(EventLog.event_type, func.count()).where(EventLog.tenant_id == tenant.id).group_by(EventLog.event_type).order_by(EventLog.event_type)
         ).all()

@@ -8,14 +8,14 @@ checked by ``reconciliation_report``. Requesting an apply writes the run row and
 
 from __future__ import annotations
 
-import json
+import io
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Sequence
 
-from sqlalchemy import String, Text, bindparam, cast, delete, literal, select, update
+from sqlalchemy import String, Text, bindparam, cast, delete, func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from calibr_pipeline import settings
@@ -25,7 +25,10 @@ from calibr_pipeline.domain.rules import (
     PricingRule as RuleDefinition,
     SkuContext,
     compute_target,
+    expand_explain,
+    explain_base,
     in_scope,
+    is_compact_explain,
     parse_rule,
     rule_to_dict,
 )
@@ -43,7 +46,7 @@ from calibr_pipeline.warehouse.models import (
 )
 from calibr_pipeline.warehouse.outbox import publish, record_event
 from calibr_pipeline.warehouse.tenancy import InvalidInputError, NotFoundError, project_by_slug
-from calibr_pipeline.warehouse.types import utcnow
+from calibr_pipeline.warehouse.types import _QUANTUM, SCALE, utcnow
 
 APPLY_REQUESTED = "job.rules.apply"
 MAX_WRITE_ATTEMPTS = 3
@@ -189,27 +192,32 @@ def _quarantine_reason(trust_score, trust_reasons) -> str:
     return f"trust {trust_score} below threshold ({signals or 'no reasons recorded'})"
 
 
-def _competitor_inputs(session: Session, project_id: int, variant_ids: Sequence[int], now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
+def _competitor_inputs(session: Session, project_id: int, variant_ids: Collection[int] | None, now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
+    """The latest usable-looking snapshot of each active listing, per variant (all of the
+    project's variants when ``variant_ids`` is None), in listing order."""
     since = (now - timedelta(hours=max_age_hours + 24)).date()
     S = NormalizedPriceSnapshot
-    rows = session.execute(  # columns, not entities: no identity map, no JSON decoding
+    rows = session.execute(  # columns, not entities: no identity map, no JSON decoding; streamed
         select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted, S.quarantined, S.trust_score, S.id.label("snapshot_id"))
         .join(Competitor, Competitor.id == S.competitor_id)
         .join(CompetitorListing, CompetitorListing.id == S.listing_id)
         .where(S.project_id == project_id, S.snapshot_date >= since, S.amount_in_project_currency.is_not(None), CompetitorListing.active.is_(True))
-        .order_by(S.listing_id, S.observed_at)
-    ).all()
-    latest = {row.listing_id: row for row in rows}  # ordered by time: the last one wins
-    wanted = set(variant_ids)
+        .order_by(S.listing_id, S.observed_at),
+        execution_options={"yield_per": _READ_CHUNK},
+    )
+    latest = {}
+    for row in rows:
+        latest[row.listing_id] = row  # ordered by time: the last one wins
+    wanted = set(variant_ids) if variant_ids is not None else None
     # Reasons (JSON) only for the few quarantined snapshots, not decoded for every row.
-    quarantined_ids = [row.snapshot_id for row in latest.values() if row.quarantined and row.variant_id in wanted]
+    quarantined_ids = [row.snapshot_id for row in latest.values() if row.quarantined and (wanted is None or row.variant_id in wanted)]
     reasons: dict[int, list | None] = {}
     for start in range(0, len(quarantined_ids), 5000):
         chunk = quarantined_ids[start : start + 5000]
         reasons.update(session.execute(select(S.id, S.trust_reasons).where(S.id.in_(chunk))).all())
     inputs: dict[int, list[CompetitorPriceInput]] = {}
     for row in latest.values():
-        if row.variant_id in wanted:
+        if wanted is None or row.variant_id in wanted:
             inputs.setdefault(row.variant_id, []).append(
                 CompetitorPriceInput(
                     observation_id=row.observation_id,
@@ -303,66 +311,188 @@ def compute_targets(
     run = get_run(session, run_id)
     if targets_frozen(session, run, refresh=refresh):
         return _stats(session, run, preset, frozen=True)
+    # The DELETE also takes SQLite's write lock, which _TargetWriter relies on.
     session.execute(delete(RuleTarget).where(RuleTarget.run_id == run.id))
+    counts = None
     if run.kind == "apply":
-        _rule_targets(session, run, now)
+        counts = _rule_targets(session, run, now)
     else:
+        run.explain_base = None  # revert / re-apply traces are whole
         _replay_targets(session, run, shop_prices)
-    session.flush()
-    # One UPDATE instead of loading every target (and its explain JSON) to rewrite its key.
-    session.execute(
-        update(RuleTarget).where(RuleTarget.run_id == run.id).values(idempotency_key=literal(f"{run.id}:") + cast(RuleTarget.id, String)),
-        execution_options={"synchronize_session": False},
-    )
+        session.flush()
+        # One UPDATE instead of loading every target (and its explain JSON) to rewrite its key.
+        session.execute(
+            update(RuleTarget).where(RuleTarget.run_id == run.id).values(idempotency_key=literal(f"{run.id}:") + cast(RuleTarget.id, String)),
+            execution_options={"synchronize_session": False},
+        )
     run.previewed_at = now  # previews expire (services.price_apply.check_preview_fresh)
-    return _stats(session, run, preset, frozen=False)
+    return _stats(session, run, preset, frozen=False, counts=counts)
 
 
-def _rule_targets(session: Session, run: RuleRun, now: datetime) -> None:
+_READ_CHUNK = 10_000  # catalog and snapshot rows fetched at a time (a 1,000,000-SKU preview streams)
+_WRITE_CHUNK = 5_000  # targets per executemany
+
+
+@dataclass
+class _Counts:
+    """What _stats needs, counted while the targets are written (not read back)."""
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    writes: int = 0
+    products: set[str] = field(default_factory=set)
+
+
+_TARGET_COLUMNS = ("id", "run_id", "tenant_id", "variant_id", "sku", "product_external_id", "variant_external_id", "currency", "from_price",
+                   "to_price", "action", "proposal_status", "reason", "state", "attempts", "max_attempts", "idempotency_key", "explain")
+
+
+class _TargetWriter:
+    """Writes a preview's targets in batches, each row once with its final id and idempotency
+    key (``<run id>:<target id>``) instead of inserting and then updating every row.
+
+    * SQLite: ids are the next rowids (safe: the preview's DELETE holds the database's write
+      lock until commit); rows go through the driver's executemany.
+    * PostgreSQL: ids are drawn from the column's sequence (what a plain INSERT would draw);
+      rows go in by COPY, several times faster than multi-row INSERTs for a million targets,
+      unless row-level security applies to this role (COPY FROM refuses such tables: INSERT).
+    * Other backends: a SQLAlchemy executemany with a provisional key, updated at the end.
+
+    Values are the ones the column types would bind: amounts as ``ExactDecimal`` checks and
+    writes them, the explain trace as the compact JSON text the engine made (stored as is).
+    """
+
+    def __init__(self, connection, run_id: str) -> None:
+        self.connection = connection
+        self.run_id = run_id
+        self.dialect = connection.dialect.name
+        self.driver = connection.connection.driver_connection
+        self.rows: list[tuple] = []
+        self.written = 0
+        self.next_id = 0
+        self.copy = False
+        if self.dialect == "sqlite":
+            self.next_id = (connection.execute(select(func.max(RuleTarget.id))).scalar() or 0) + 1
+        elif self.dialect == "postgresql":
+            self.copy = not connection.execute(text("SELECT row_security_active('rule_targets')")).scalar()
+
+    def add(self, row: tuple) -> None:
+        """``row``: the _TARGET_COLUMNS after ``id`` and ``run_id`` up to ``max_attempts``, then the explain text."""
+        self.rows.append(row)
+        if len(self.rows) >= _WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        self.written += len(rows)
+        run_id = self.run_id
+        if self.dialect == "sqlite":
+            first = self.next_id
+            self.next_id += len(rows)
+            params = [(first + n, run_id, *r[:6], _amount(r[6]), _amount(r[7]), *r[8:14], f"{run_id}:{first + n}", r[14]) for n, r in enumerate(rows)]
+            cursor = self.driver.cursor()
+            try:
+                cursor.executemany(f"INSERT INTO rule_targets ({', '.join(_TARGET_COLUMNS)}) VALUES ({', '.join('?' * len(_TARGET_COLUMNS))})", params)
+            finally:
+                cursor.close()
+        elif self.dialect == "postgresql":
+            cursor = self.driver.cursor()
+            try:
+                cursor.execute("SELECT nextval(pg_get_serial_sequence('rule_targets', 'id')) FROM generate_series(1, %s)", (len(rows),))
+                ids = sorted(i for (i,) in cursor.fetchall())
+                if self.copy:
+                    run = _csv_text(run_id)
+                    lines = [
+                        ",".join((str(i), run, str(r[0]), str(r[1]), _csv_text(r[2]), _csv_text(r[3]), _csv_text(r[4]), _csv_text(r[5]),
+                                  _amount(r[6]), _amount(r[7]), r[8], r[9], _csv_text(r[10]), r[11] or "", str(r[12]), str(r[13]),
+                                  _csv_text(f"{run_id}:{i}"), _csv_text(r[14])))
+                        for i, r in zip(ids, rows)
+                    ]
+                    lines.append("")
+                    cursor.copy_expert(f"COPY rule_targets ({', '.join(_TARGET_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", io.StringIO("\n".join(lines)))
+                else:
+                    self.connection.execute(_TARGET_INSERT, [self._dict(r, i, f"{run_id}:{i}") for i, r in zip(ids, rows)])
+            finally:
+                cursor.close()
+        else:
+            self.connection.execute(_TARGET_INSERT, [self._dict(r, None, f"{run_id}:pending:{r[1]}") for r in rows])
+
+    def finish(self) -> None:
+        self.flush()
+        if self.dialect not in ("sqlite", "postgresql"):
+            self.connection.execute(
+                update(RuleTarget).where(RuleTarget.run_id == self.run_id).values(idempotency_key=literal(f"{self.run_id}:") + cast(RuleTarget.id, String)),
+                execution_options={"synchronize_session": False},
+            )
+
+    def _dict(self, row: tuple, target_id: int | None, key: str) -> dict:
+        values = dict(zip(_TARGET_COLUMNS[2:16], row[:14]), run_id=self.run_id, idempotency_key=key, explain_text=row[14])
+        if target_id is not None:
+            values["id"] = target_id
+        return values
+
+
+_TARGET_INSERT = RuleTarget.__table__.insert().values(explain=bindparam("explain_text", type_=Text()))
+
+
+def _amount(value: Decimal) -> str:
+    """An amount as ExactDecimal writes it (positional text; more than 6 decimals refused)."""
+    text = format(value, "f")
+    dot = text.find(".")
+    if dot >= 0 and len(text) - dot - 1 > SCALE or not value.is_finite():
+        if not value.is_finite():
+            raise ValueError(f"amount must be finite: {value!r}")
+        if value != value.quantize(_QUANTUM):
+            raise ValueError(f"{value} has more than {SCALE} decimal places")
+    return text
+
+
+def _csv_text(value: str | None) -> str:
+    # COPY's CSV: an unquoted empty field is NULL, a quoted one is text (quotes doubled).
+    return "" if value is None else '"' + value.replace('"', '""') + '"'
+
+
+def _rule_targets(session: Session, run: RuleRun, now: datetime) -> _Counts:
+    """Compute and write the targets of an apply run, streaming the catalog in SKU order."""
     rule: RuleDefinition = parse_rule(run.rule_snapshot, currency=session.get(Project, run.project_id).currency, known_competitor_ids=known_competitor_ids(session, run.project_id))
+    run.explain_base = explain_base(rule, now)
+    # Tags are JSON (decoded per row): read only when the scope looks at them.
+    tags_needed = rule.scope.kind == "tag"
+    every_sku = rule.scope.kind == "project"
+    competitor_prices = _competitor_inputs(session, run.project_id, None, now, rule.guardrails.max_observation_age_hours)
     rows = session.execute(
         select(Variant.id, Variant.sku, Variant.external_id, Variant.price, Variant.cost, Variant.map_price, Variant.currency,
-               Product.external_id.label("product_external_id"), Product.product_type, Product.vendor, Product.tags)
-        .join(Product, Product.id == Variant.product_id).where(Variant.project_id == run.project_id).order_by(Variant.sku)
-    ).all()
-    skus = []
-    for r in rows:
-        ctx = SkuContext(variant_id=r.id, sku=r.sku, product_type=r.product_type, vendor=r.vendor, tags=tuple(r.tags or ()),
-                         current_price=r.price, cost=r.cost, map_price=r.map_price, currency=r.currency)
-        if in_scope(rule, ctx):
-            skus.append((ctx, r.external_id, r.product_external_id))
-    if not skus:
+               Product.external_id, Product.product_type, Product.vendor, *((Product.tags,) if tags_needed else ()))
+        .join(Product, Product.id == Variant.product_id).where(Variant.project_id == run.project_id).order_by(Variant.sku),
+        execution_options={"yield_per": _READ_CHUNK},
+    )
+    writer = _TargetWriter(session.connection(), run.id)
+    counts = _Counts()
+    by_status, products = counts.by_status, counts.products
+    tenant_id, write_state, attempts = run.tenant_id, TargetState.PENDING.value, 0
+    no_prices: tuple = ()
+    for partition in rows.partitions():
+        for r in partition:
+            ctx = SkuContext(variant_id=r[0], sku=r[1], product_type=r[8], vendor=r[9], tags=tuple(r[10] or ()) if tags_needed else (),
+                             current_price=r[3], cost=r[4], map_price=r[5], currency=r[6])
+            if not every_sku and not in_scope(rule, ctx):
+                continue
+            proposal = compute_target(rule, ctx, competitor_prices.get(r[0], no_prices), now=now)
+            status = proposal.status
+            write = status == "change"
+            by_status[status] = by_status.get(status, 0) + 1
+            if write:
+                counts.writes += 1
+                products.add(r[7])
+            writer.add((tenant_id, r[0], r[1], r[7], r[2], r[6], proposal.from_price, proposal.to_price, "write" if write else "skip",
+                        status, proposal.reason, write_state if write else None, attempts, MAX_WRITE_ATTEMPTS, proposal.explain_json))
+    writer.finish()
+    counts.total = writer.written
+    if not counts.total:
         raise CalibrError(f"rule {rule.name!r} matches no SKU in this project; check its scope")
-    competitor_prices = _competitor_inputs(session, run.project_id, [ctx.variant_id for ctx, _, _ in skus], now, rule.guardrails.max_observation_age_hours)
-    batch: list[dict] = []
-    for ctx, variant_external_id, product_external_id in skus:
-        proposal = compute_target(rule, ctx, competitor_prices.get(ctx.variant_id, []), now=now)
-        write = proposal.status == "change"
-        batch.append(dict(
-            run_id=run.id, tenant_id=run.tenant_id, variant_id=ctx.variant_id, sku=ctx.sku,
-            product_external_id=product_external_id, variant_external_id=variant_external_id, currency=ctx.currency,
-            from_price=proposal.from_price, to_price=proposal.to_price, action="write" if write else "skip",
-            proposal_status=proposal.status, reason=proposal.reason, state=TargetState.PENDING.value if write else None,
-            attempts=0, max_attempts=MAX_WRITE_ATTEMPTS, idempotency_key=f"{run.id}:pending:{ctx.variant_id}",
-            explain_text=proposal.explain_json if proposal.explain_json is not None else json.dumps(proposal.explain),
-        ))
-        if len(batch) >= 5000:
-            _insert_targets(session, batch)
-            batch = []
-    if batch:
-        _insert_targets(session, batch)
-
-
-def _insert_targets(session: Session, rows: list[dict]) -> None:
-    # Core executemany: no unit of work and no RETURNING, so the driver batches the rows
-    # (the ORM bulk path fetched ids row group by row group, 3x slower on 100k targets).
-    # The explain trace arrives as compact JSON text (TargetProposal.explain_json) and is stored
-    # as is: encoding 100,000 traces again through the JSON column type cost seconds.
-    if rows and "explain_text" in rows[0]:
-        statement = RuleTarget.__table__.insert().values(explain=bindparam("explain_text", type_=Text()))
-        session.connection().execute(statement, rows)
-        return
-    session.connection().execute(RuleTarget.__table__.insert(), rows)
+    return counts
 
 
 def _replay_targets(session: Session, run: RuleRun, shop_prices: dict[str, Decimal | None] | None) -> None:
@@ -391,20 +521,38 @@ def _replay_targets(session: Session, run: RuleRun, shop_prices: dict[str, Decim
         )
 
 
-def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool) -> TargetStats:
-    targets = session.execute(
-        select(RuleTarget.proposal_status, RuleTarget.action, RuleTarget.product_external_id).where(RuleTarget.run_id == run.id)
-    ).all()
-    by_status: dict[str, int] = {}
-    for t in targets:
-        by_status[t.proposal_status] = by_status.get(t.proposal_status, 0) + 1
-    writes = [t for t in targets if t.action == "write"]
-    products = len({t.product_external_id for t in writes})
+def _stats(session: Session, run: RuleRun, preset: str | None, *, frozen: bool, counts: _Counts | None = None) -> TargetStats:
+    if counts is None:
+        counts = _Counts()
+        for t in session.execute(
+            select(RuleTarget.proposal_status, RuleTarget.action, RuleTarget.product_external_id).where(RuleTarget.run_id == run.id)
+        ):
+            counts.total += 1
+            counts.by_status[t.proposal_status] = counts.by_status.get(t.proposal_status, 0) + 1
+            if t.action == "write":
+                counts.writes += 1
+                counts.products.add(t.product_external_id)
+    by_status, products = counts.by_status, len(counts.products)
     estimate = estimate_apply_seconds(products, preset)
     _, restore = RATE_PRESETS.get((preset or "standard").lower(), RATE_PRESETS["standard"])
-    run.run_metadata = {**(run.run_metadata or {}), "targets": len(targets), "to_write": len(writes), "estimated_apply_seconds": estimate,
+    run.run_metadata = {**(run.run_metadata or {}), "targets": counts.total, "to_write": counts.writes, "estimated_apply_seconds": estimate,
                         # How the apply will write: synchronous with this many product writes in flight,
                         # or one bulk mutation when the synchronous estimate is long (CALIBR_APPLY_MODE forces either).
                         "apply_mode": settings.apply_mode() or choose_apply_mode(estimate),
                         "apply_concurrency": settings.apply_concurrency() or max(1, min(10, round(restore / 125)))}
-    return TargetStats(len(targets), len(writes), dict(sorted(by_status.items())), products, estimate, frozen)
+    return TargetStats(counts.total, counts.writes, dict(sorted(by_status.items())), products, estimate, frozen)
+
+
+def target_explain(session: Session, target: RuleTarget) -> dict:
+    """A target's whole explain trace (its stored part completed by its run's shared part)."""
+    if not is_compact_explain(target.explain):
+        return expand_explain(target.explain, None, variant_id=target.variant_id, sku=target.sku)
+    base = session.scalar(select(RuleRun.explain_base).where(RuleRun.id == target.run_id))
+    return expand_explain(target.explain, base, variant_id=target.variant_id, sku=target.sku)
+
+
+def explain_bases(session: Session, run_ids: Collection[str]) -> dict[str, dict | None]:
+    """The shared explain parts of several runs (for readers of many targets' traces)."""
+    if not run_ids:
+        return {}
+    return dict(session.execute(select(RuleRun.id, RuleRun.explain_base).where(RuleRun.id.in_(list(set(run_ids))))).all())

@@ -409,6 +409,10 @@ class RuleRun(Base):
     # When the targets were last computed; an apply of an older preview is refused
     # (services.price_apply: previews expire).
     previewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The part of every target's explain trace that the rule and the preview's moment fix
+    # (rule name, currency, computed_at, transform, guardrails), stored once per run: each
+    # target stores only its own part (domain.rules.expand_explain puts a trace together).
+    explain_base: Mapped[dict | None] = mapped_column(JSON)
     # The single writer: a compare-and-set claim (owner + lease the writer renews before
     # every product write). An APPLYING run whose lease expired may be resumed by anyone.
     lease_owner: Mapped[str | None] = mapped_column(String(120))
@@ -448,6 +452,9 @@ class RuleTarget(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    # This target's part of its explain trace: whole for reverts and runs previewed before
+    # 0011, else the compact form completed by the run's explain_base (read it with
+    # services.rule_runs.target_explain, not raw).
     explain: Mapped[dict] = mapped_column(JSON)
 
     __table_args__ = (

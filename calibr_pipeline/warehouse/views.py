@@ -146,7 +146,8 @@ SELECT
     a.correlation_id,
     a.idempotency_key,
     a.note,
-    rt.explain
+    rt.explain,
+    r.explain_base
 FROM price_audit a
 JOIN tenants t ON t.id = a.tenant_id
 JOIN projects p ON p.id = a.project_id

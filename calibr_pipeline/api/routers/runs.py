@@ -23,7 +23,7 @@ from calibr_pipeline.api.pagination import after_id, check_limit, encode_cursor
 from calibr_pipeline.api.schemas import FastJSON, ReconcileBody, RetryFailedBody, iso, money, page
 from calibr_pipeline.domain.state_machine import RUN_INITIAL, RUN_TRANSITIONS, TARGET_INITIAL, RunState, TargetState
 from calibr_pipeline.services import price_apply
-from calibr_pipeline.services.rule_runs import APPLY_REQUESTED, create_run, request_apply_of
+from calibr_pipeline.services.rule_runs import APPLY_REQUESTED, create_run, request_apply_of, target_explain
 from calibr_pipeline.warehouse.models import (
     DeadLetter,
     EventLog,
@@ -173,7 +173,7 @@ def explain(scope: TenantScope, target_id: int) -> dict:
     ]
     return {
         "target": target_json(target),
-        "explain": target.explain,
+        "explain": target_explain(scope.session, target),
         "auditTrail": trail,
         "deadLetter": None if dead is None else {
             "errorType": dead.error_type, "errorMessage": dead.error_message, "attempts": dead.attempts,

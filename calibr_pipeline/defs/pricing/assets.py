@@ -8,7 +8,7 @@ from calibr_pipeline.defs.resources import ShopifyAdminResource, WarehouseResour
 from calibr_pipeline.domain.errors import CalibrError
 from calibr_pipeline.monitoring.connector_stats import recording_clients
 from calibr_pipeline.services import price_apply, reconciliation
-from calibr_pipeline.services.rule_runs import compute_targets, get_run, targets_frozen
+from calibr_pipeline.services.rule_runs import compute_targets, get_run, target_explain, targets_frozen
 from calibr_pipeline.warehouse.models import RuleTarget
 
 RULE_RUN_PARTITIONS = dg.DynamicPartitionsDefinition(name="rule_run")
@@ -75,7 +75,7 @@ def rule_targets(
         shown = session.scalars(
             select(RuleTarget).where(RuleTarget.run_id == run_id).order_by(RuleTarget.action.desc(), RuleTarget.sku).limit(25)
         ).all()
-        sample = shown[0].explain if shown else {}
+        sample = target_explain(session, shown[0]) if shown else {}
         table = _targets_table(list(shown), total=stats.total)
     return dg.MaterializeResult(
         metadata={
