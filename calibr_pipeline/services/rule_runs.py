@@ -354,8 +354,10 @@ class _TargetWriter:
     * SQLite: ids are the next rowids (safe: the preview's DELETE holds the database's write
       lock until commit); rows go through the driver's executemany.
     * PostgreSQL: ids are drawn from the column's sequence (what a plain INSERT would draw);
-      rows go in by COPY, several times faster than multi-row INSERTs for a million targets,
-      unless row-level security applies to this role (COPY FROM refuses such tables: INSERT).
+      rows go in by COPY, several times faster than multi-row INSERTs for a million targets.
+      COPY FROM refuses a table under row-level security, which applies to the pipeline's
+      role (warehouse/rls.py): then the rows are copied into a temporary table of this
+      session and moved with one INSERT … SELECT, which the policies check as any insert.
     * Other backends: a SQLAlchemy executemany with a provisional key, updated at the end.
 
     Values are the ones the column types would bind: amounts as ``ExactDecimal`` checks and
@@ -370,11 +372,15 @@ class _TargetWriter:
         self.rows: list[tuple] = []
         self.written = 0
         self.next_id = 0
-        self.copy = False
+        self.staged = False
         if self.dialect == "sqlite":
             self.next_id = (connection.execute(select(func.max(RuleTarget.id))).scalar() or 0) + 1
         elif self.dialect == "postgresql":
-            self.copy = not connection.execute(text("SELECT row_security_active('rule_targets')")).scalar()
+            self.staged = bool(connection.execute(text("SELECT row_security_active('rule_targets')")).scalar())
+            if self.staged:
+                connection.execute(text(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE rule_targets INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                ))
 
     def add(self, row: tuple) -> None:
         """``row``: the _TARGET_COLUMNS after ``id`` and ``run_id`` up to ``max_attempts``, then the explain text."""
@@ -402,18 +408,20 @@ class _TargetWriter:
             try:
                 cursor.execute("SELECT nextval(pg_get_serial_sequence('rule_targets', 'id')) FROM generate_series(1, %s)", (len(rows),))
                 ids = sorted(i for (i,) in cursor.fetchall())
-                if self.copy:
-                    run = _csv_text(run_id)
-                    lines = [
-                        ",".join((str(i), run, str(r[0]), str(r[1]), _csv_text(r[2]), _csv_text(r[3]), _csv_text(r[4]), _csv_text(r[5]),
-                                  _amount(r[6]), _amount(r[7]), r[8], r[9], _csv_text(r[10]), r[11] or "", str(r[12]), str(r[13]),
-                                  _csv_text(f"{run_id}:{i}"), _csv_text(r[14])))
-                        for i, r in zip(ids, rows)
-                    ]
-                    lines.append("")
-                    cursor.copy_expert(f"COPY rule_targets ({', '.join(_TARGET_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", io.StringIO("\n".join(lines)))
-                else:
-                    self.connection.execute(_TARGET_INSERT, [self._dict(r, i, f"{run_id}:{i}") for i, r in zip(ids, rows)])
+                run = _csv_text(run_id)
+                lines = [
+                    ",".join((str(i), run, str(r[0]), str(r[1]), _csv_text(r[2]), _csv_text(r[3]), _csv_text(r[4]), _csv_text(r[5]),
+                              _amount(r[6]), _amount(r[7]), r[8], r[9], _csv_text(r[10]), r[11] or "", str(r[12]), str(r[13]),
+                              _csv_text(f"{run_id}:{i}"), _csv_text(r[14])))
+                    for i, r in zip(ids, rows)
+                ]
+                lines.append("")
+                columns = ", ".join(_TARGET_COLUMNS)
+                cursor.copy_expert(f"COPY {_STAGE if self.staged else 'rule_targets'} ({columns}) FROM STDIN WITH (FORMAT csv)",
+                                   io.StringIO("\n".join(lines)))
+                if self.staged:
+                    cursor.execute(f"INSERT INTO rule_targets ({columns}) SELECT {columns} FROM {_STAGE}")
+                    cursor.execute(f"DELETE FROM {_STAGE}")
             finally:
                 cursor.close()
         else:
@@ -434,6 +442,8 @@ class _TargetWriter:
         return values
 
 
+# The session's staging table for COPY under row-level security (see _TargetWriter).
+_STAGE = "calibr_rule_targets_stage"
 _TARGET_INSERT = RuleTarget.__table__.insert().values(explain=bindparam("explain_text", type_=Text()))
 
 

@@ -101,29 +101,43 @@ def test_a_tag_scope_reads_tags_and_a_scope_matching_nothing_writes_nothing(ware
         assert _targets(session, nothing_run) == []
 
 
-def test_without_copy_the_rows_are_the_same(previewed, monkeypatch):
-    """PostgreSQL writes by COPY unless row-level security applies to the role (then INSERT):
-    both give the same rows. (On SQLite both runs take the one path.)"""
+def test_copy_under_row_level_security_and_as_the_owner_give_the_same_rows(previewed, monkeypatch):
+    """On PostgreSQL the pipeline's role is under row-level security, which COPY FROM refuses:
+    its rows go through a session temporary table and one INSERT … SELECT. As the owner
+    (CALIBR_WAREHOUSE_SESSION_ROLE=owner) they are copied straight in. Both give the same
+    rows. (On SQLite both runs take the one path.)"""
     from calibr_pipeline.services import rule_runs
 
     url, run_id, now, _ = previewed
     original = rule_runs._TargetWriter.__init__
+    paths: list[bool] = []
 
-    def no_copy(self, *args, **kwargs):
+    def recording(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self.copy = False
+        paths.append(self.staged)
 
-    monkeypatch.setattr(rule_runs._TargetWriter, "__init__", no_copy)
+    monkeypatch.setattr(rule_runs._TargetWriter, "__init__", recording)
+    monkeypatch.setenv("CALIBR_WAREHOUSE_SESSION_ROLE", "owner")
     with session_scope(url) as session:
         other = create_run(session, project_slug=TENANT, rule_name=RULE["name"], actor="test").id
     with session_scope(url) as session:
         compute_targets(session, other, now=now)
+    assert paths == [False]  # the owner: straight in (SQLite: the one path)
     columns = [c for c in RuleTarget.__table__.columns if c.name not in ("id", "run_id", "idempotency_key")]
     with session_scope(url) as session:
-        copied = session.execute(select(*columns).where(RuleTarget.run_id == run_id).order_by(RuleTarget.sku)).all()
-        inserted = session.execute(select(*columns).where(RuleTarget.run_id == other).order_by(RuleTarget.sku)).all()
-        assert len(copied) == SKUS and copied == inserted
+        staged = session.execute(select(*columns).where(RuleTarget.run_id == run_id).order_by(RuleTarget.sku)).all()
+        direct = session.execute(select(*columns).where(RuleTarget.run_id == other).order_by(RuleTarget.sku)).all()
+        assert len(staged) == SKUS and staged == direct
         assert all(t.idempotency_key == f"{other}:{t.id}" for t in _targets(session, other))
+    if url.startswith("postgresql"):
+        monkeypatch.delenv("CALIBR_WAREHOUSE_SESSION_ROLE")
+        with session_scope(url) as session:
+            third = create_run(session, project_slug=TENANT, rule_name=RULE["name"], actor="test").id
+        with session_scope(url) as session:
+            compute_targets(session, third, now=now)
+        assert paths == [False, True]  # the pipeline's role: through the staging table
+        with session_scope(url) as session:
+            assert session.execute(select(*columns).where(RuleTarget.run_id == third).order_by(RuleTarget.sku)).all() == direct
 
 
 def test_small_batches_land_in_order_and_a_failed_batch_fails_the_preview(warehouse_url, monkeypatch):
