@@ -152,6 +152,10 @@ def rewrite_query(sql: object, *, tenant_id: int, project_id: int, dialect: str,
         statements = [s for s in sqlglot.parse(sql, read=MODEL_DIALECT) if s is not None]
     except (ParseError, TokenError) as exc:
         raise SqlRefusal("parse_error", f"not valid SQL: {str(exc).splitlines()[0][:200]}") from None
+    except (TypeError, ValueError, AttributeError):
+        # sqlglot's parser can trip over odd fragments ("0?" raised a TypeError inside it):
+        # whatever it cannot turn into a tree is not a query we run.
+        raise SqlRefusal("parse_error", "not valid SQL: the parser could not read it") from None
     except RecursionError:
         raise SqlRefusal("parse_error", "the query nests too deeply") from None
     if len(statements) != 1:

@@ -121,3 +121,11 @@ def test_arbitrary_text_is_refused_or_comes_out_pinned(text):
     assert isinstance(tree, (exp.Select, exp.Union, exp.Intersect, exp.Except))
     for table in tree.find_all(exp.Table):
         assert table.name in {v.physical for v in ANALYTICS_VIEWS.values()}
+
+
+@pytest.mark.parametrize("sql", ["0?", "SELECT 1 ?", "? FROM catalog"])
+def test_fragments_the_sql_parser_trips_over_are_refused(sql):
+    # Found by hypothesis: "0?" made sqlglot raise a TypeError from inside its parser.
+    with pytest.raises(SqlRefusal) as caught:
+        rewrite(sql)
+    assert caught.value.code == "parse_error"
