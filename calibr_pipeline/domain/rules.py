@@ -138,12 +138,14 @@ class SkuContext:
 class CompetitorPriceInput:
     observation_id: int
     competitor_id: int
-    amount: Decimal  # already in our currency
+    amount: Decimal | None  # already in our currency; None when it could not be converted
     observed_at: datetime  # aware
     trusted: bool = True
     in_stock: bool = True
     # Issue 10: why the observation's trust score put it in quarantine (None: not quarantined).
     quarantine_reason: str | None = None
+    # Why there is no amount in our currency (an FX rate missing or stale): listed as excluded.
+    unconverted_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -801,7 +803,9 @@ def _select_observations(
             reasons.append(f"quarantined: {obs.quarantine_reason}")
         if not obs.in_stock:
             reasons.append("out of stock")
-        if obs.amount <= 0:
+        if obs.amount is None:
+            reasons.append(f"no amount in our currency: {obs.unconverted_reason or 'not converted'}")
+        elif obs.amount <= 0:
             reasons.append("amount not positive")
         row = {
             "observation_id": obs.observation_id,

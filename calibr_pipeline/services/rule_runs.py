@@ -194,20 +194,29 @@ def _quarantine_reason(trust_score, trust_reasons) -> str:
 
 def _competitor_inputs(session: Session, project_id: int, variant_ids: Collection[int] | None, now: datetime, max_age_hours: int) -> dict[int, list[CompetitorPriceInput]]:
     """The latest usable-looking snapshot of each active listing, per variant (all of the
-    project's variants when ``variant_ids`` is None), in listing order."""
+    project's variants when ``variant_ids`` is None), in listing order. A newer snapshot that
+    has no amount in the project's currency (its FX rate missing or stale) comes along with
+    ``amount`` None and its reason, so the explain trace lists it as excluded instead of
+    silently pricing on the older one."""
     since = (now - timedelta(hours=max_age_hours + 24)).date()
     S = NormalizedPriceSnapshot
     rows = session.execute(  # columns, not entities: no identity map, no JSON decoding; streamed
-        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted, S.quarantined, S.trust_score, S.id.label("snapshot_id"))
+        select(S.listing_id, S.variant_id, S.observation_id, S.competitor_id, S.amount_in_project_currency, S.observed_at, S.availability, Competitor.trusted, S.quarantined, S.trust_score, S.id.label("snapshot_id"),
+               S.excluded_reason)
         .join(Competitor, Competitor.id == S.competitor_id)
         .join(CompetitorListing, CompetitorListing.id == S.listing_id)
-        .where(S.project_id == project_id, S.snapshot_date >= since, S.amount_in_project_currency.is_not(None), CompetitorListing.active.is_(True))
+        .where(S.project_id == project_id, S.snapshot_date >= since, CompetitorListing.active.is_(True))
         .order_by(S.listing_id, S.observed_at),
         execution_options={"yield_per": _READ_CHUNK},
     )
     latest = {}
-    for row in rows:
-        latest[row.listing_id] = row  # ordered by time: the last one wins
+    unconverted = {}  # listing -> its newest snapshot without an amount, newer than any usable one
+    for row in rows:  # ordered by time: the last one wins
+        if row.amount_in_project_currency is None:
+            unconverted[row.listing_id] = row
+        else:
+            latest[row.listing_id] = row
+            unconverted.pop(row.listing_id, None)
     wanted = set(variant_ids) if variant_ids is not None else None
     # Reasons (JSON) only for the few quarantined snapshots, not decoded for every row.
     quarantined_ids = [row.snapshot_id for row in latest.values() if row.quarantined and (wanted is None or row.variant_id in wanted)]
@@ -227,6 +236,14 @@ def _competitor_inputs(session: Session, project_id: int, variant_ids: Collectio
                     trusted=bool(row.trusted),
                     in_stock=row.availability != "OutOfStock",
                     quarantine_reason=_quarantine_reason(row.trust_score, reasons.get(row.snapshot_id)) if row.quarantined else None,
+                )
+            )
+    for row in unconverted.values():
+        if wanted is None or row.variant_id in wanted:
+            inputs.setdefault(row.variant_id, []).append(
+                CompetitorPriceInput(
+                    observation_id=row.observation_id, competitor_id=row.competitor_id, amount=None, observed_at=row.observed_at,
+                    trusted=bool(row.trusted), in_stock=row.availability != "OutOfStock", unconverted_reason=row.excluded_reason,
                 )
             )
     return inputs

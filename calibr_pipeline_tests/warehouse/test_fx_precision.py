@@ -90,3 +90,36 @@ def test_default_maximum_rate_age_comes_from_the_environment(seeded, monkeypatch
     monkeypatch.setenv("CALIBR_FX_MAX_RATE_AGE_DAYS", "soon")
     with pytest.raises(ValueError, match="CALIBR_FX_MAX_RATE_AGE_DAYS"):
         quote.stale_reason(DAY)
+
+
+def test_an_observation_without_an_amount_in_our_currency_is_listed_as_excluded_in_the_explain(seeded):
+    """Issue 10: the newest observation of a listing that could not be converted (stale FX rate)
+    is not silently dropped: the preview's explain trace lists it as excluded, with the reason."""
+    from calibr_pipeline.services.rule_runs import compute_targets, create_run, save_rule, target_explain
+    from calibr_pipeline.warehouse.models import RuleTarget
+
+    from calibr_pipeline_tests.conftest import NOW
+
+    url, tenant_id = seeded
+    with session_scope(url) as session:
+        upsert_fx_rate(session, date(2023, 3, 1), "CHF", "USD", D("1.08"), "test")
+        chf = _listing(session, "ch.example", "CHF")
+        eur = _listing(session, "eu.example", "EUR")
+    with session_scope(url) as session:
+        replace_observations(session, tenant_id=tenant_id, observation_date=DAY,
+                             rows=[_obs(chf, amount="5.00", currency="CHF"), _obs(eur, amount="8.00", currency="EUR")], run_id="r1")
+        replace_snapshots(session, tenant_id=tenant_id, snapshot_date=DAY, max_fx_age_days=30)
+    rule = {"name": "Beat by 5%", "transform": {"kind": "competitor", "reference": "lowest", "mode": "beat", "by_percent": "5"},
+            "scope": {"kind": "project"}}
+    with session_scope(url) as session:
+        save_rule(session, project_slug="acme-store", definition=rule, actor="test")
+        run_id = create_run(session, project_slug="acme-store", rule_name=rule["name"], actor="test").id
+    with session_scope(url) as session:
+        compute_targets(session, run_id, now=NOW)
+    with session_scope(url) as session:
+        target = session.scalar(select(RuleTarget).where(RuleTarget.run_id == run_id, RuleTarget.sku == "A"))
+        data = next(s for s in target_explain(session, target)["steps"] if s["name"] == "competitor_data")
+    assert [row["amount"] for row in data["used"]] == ["8.80"]  # the EUR listing, converted
+    (excluded,) = data["excluded"]
+    assert excluded["amount"] is None and excluded["reason"].startswith("no amount in our currency: fx_rate_stale: CHF->USD rate of 2023-03-01")
+    assert target.to_price == D("8.36")  # 8.80 less 5 %, priced on the converted observation only
