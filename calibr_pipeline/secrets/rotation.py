@@ -11,7 +11,7 @@ from calibr_pipeline.secrets.vault import KEYS_ENV, Vault, current_vault, key_fi
 
 # Every column holding a vault-encrypted secret (table, primary key, column). A new
 # connector or webhook secret adds its column here so rotation re-encrypts it.
-SECRET_COLUMNS: list[tuple[str, str, str]] = [("shops", "id", "access_token")]
+SECRET_COLUMNS: list[tuple[str, str, str]] = [("shops", "id", "access_token"), ("amazon_accounts", "shop_id", "sealed_credentials")]
 
 
 @dataclass(frozen=True)
