@@ -90,3 +90,19 @@ printf('%.{{ n }}f', {{ expr }})
 {% macro fmt_signed(expr, n) -%}
 (CASE WHEN {{ expr }} >= 0 THEN '+' ELSE '' END || {{ fmt(expr, n) }})
 {%- endmacro %}
+
+{% macro non_negative(expr) -%}
+(CASE WHEN ({{ expr }}) > 0 THEN ({{ expr }}) ELSE 0.0 END)
+{%- endmacro %}
+
+{#- The (listing_id, as_of_day, idx) index of trend_observed (a post-hook). SQLite needs an
+    index name, unique per run (the previous table may still hold its index while dbt swaps). -#}
+{% macro calibr_window_index(relation) -%}
+{{ return(adapter.dispatch('calibr_window_index', 'calibr_analytics')(relation)) }}
+{%- endmacro %}
+{% macro default__calibr_window_index(relation) -%}
+create index on {{ relation }} (listing_id, as_of_day, idx)
+{%- endmacro %}
+{% macro sqlite__calibr_window_index(relation) -%}
+create index if not exists "{{ relation.schema }}"."ix_{{ relation.identifier }}_{{ invocation_id | replace('-', '') }}" on "{{ relation.identifier }}" (listing_id, as_of_day, idx)
+{%- endmacro %}
