@@ -135,3 +135,37 @@ def test_map_links_listings_and_a_reconnect_keeps_them(seeded, capsys, secret_fi
         {"sku": "C", "seller_sku": "AMZ-B", "asin": "B00000000B"},
     ]
     assert count(url, AmazonSkuMap) == 2
+
+
+def test_rotation_reencrypts_amazon_credentials_and_legacy_seals_still_open(seeded, capsys, secret_files, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from calibr_pipeline.connectors.amazon_credentials import unseal
+    from calibr_pipeline.secrets.rotation import rotate
+
+    url, _ = seeded
+    assert connect(capsys, url, *secret_files)[0] == 0
+    with session_scope(url) as session:
+        before = session.scalars(select(AmazonAccount.sealed_credentials)).one()
+    assert rotate(url).reencrypted >= 1
+    with session_scope(url) as session:
+        account = session.scalars(select(AmazonAccount)).one()
+        after = account.sealed_credentials
+        assert after != before and after.startswith("fernet:")
+        assert json.loads(unseal(after))["refresh_token"] == REFRESH_TOKEN
+        # A value sealed before the vault (bare Fernet token under CALIBR_SECRET_KEY) still opens,
+        # also once a rotation has wrapped it in the vault.
+        legacy_key = Fernet.generate_key().decode()
+        monkeypatch.setenv("CALIBR_SECRET_KEY", legacy_key)
+        legacy = Fernet(legacy_key).encrypt(b'{"client_secret": "s", "refresh_token": "r"}').decode()
+        account.sealed_credentials = legacy
+    assert json.loads(unseal(legacy))["refresh_token"] == "r"
+    rotate(url)
+    with session_scope(url) as session:
+        wrapped = session.scalars(select(AmazonAccount.sealed_credentials)).one()
+    assert wrapped.startswith("fernet:") and json.loads(unseal(wrapped)) == {"client_secret": "s", "refresh_token": "r"}
+    code, out, _ = cli(capsys, url, "amazon", "status", "--project", "acme-store")
+    assert "credentials: stored, readable with the current keys" in out
+    monkeypatch.setenv("CALIBR_SECRET_KEY", Fernet.generate_key().decode())  # the legacy key is gone
+    code, out, _ = cli(capsys, url, "amazon", "status", "--project", "acme-store")
+    assert code == 0 and "credentials: stored, NOT readable with the current keys" in out
