@@ -214,7 +214,7 @@ def add_platform_commands(sub) -> None:
     p.set_defaults(func=cmd_env_example)
     p = env.add_parser("check", help="validate the environment (exit 2 with one line when invalid)")
     p.set_defaults(func=cmd_env_check)
-    p = env.add_parser("generate-key", help="print a new Fernet key for CALIBR_SECRETS_KEY")
+    p = env.add_parser("generate-key", help="print a new Fernet key (for CALIBR_SECRETS_KEYS, the secrets vault's keys)")
     p.set_defaults(func=cmd_env_generate_key)
 
     if settings.stripe_connect_enabled():

@@ -15,6 +15,7 @@ from calibr_pipeline.defs.catalog import definitions as catalog_area  # noqa: E4
 from calibr_pipeline.defs.competitors import definitions as competitor_area  # noqa: E402
 from calibr_pipeline.defs.copilot import definitions as copilot_area  # noqa: E402
 from calibr_pipeline.defs.events import definitions as events_area  # noqa: E402
+from calibr_pipeline.defs.executors import configured_kind, with_executor  # noqa: E402
 from calibr_pipeline.defs.operations import definitions as operations_area  # noqa: E402
 from calibr_pipeline.defs.pricing import definitions as pricing_area  # noqa: E402
 from calibr_pipeline.defs.resources import (  # noqa: E402
@@ -34,8 +35,12 @@ def default_resources() -> dict:
     }
 
 
-def build_definitions(**resource_overrides) -> dg.Definitions:
-    """All definitions; tests and benchmarks override resources (warehouse URL, timeouts)."""
+def build_definitions(*, executor: str | None = None, **resource_overrides) -> dg.Definitions:
+    """All definitions; tests and benchmarks override resources (warehouse URL, timeouts).
+
+    ``executor`` (default ``CALIBR_EXECUTOR``) puts every asset job on one executor
+    (calibr_pipeline/defs/executors.py); unset, each job keeps its own.
+    """
     resources = default_resources() | resource_overrides
     areas = [catalog_area.defs, competitor_area.defs, pricing_area.defs, operations_area.defs, copilot_area.defs, events_area.defs,
              analytics_area.defs]
@@ -43,7 +48,16 @@ def build_definitions(**resource_overrides) -> dg.Definitions:
         from calibr_pipeline.defs.stripe import definitions as stripe_area
 
         areas.append(stripe_area.defs)
-    return dg.Definitions.merge(*areas, dg.Definitions(resources=resources))
+    merged = dg.Definitions.merge(*areas, dg.Definitions(resources=resources))
+    return with_executor(merged, executor or configured_kind())
+
+
+def definitions_from_environment() -> dg.Definitions:
+    """The definitions as the environment says now (executor, warehouse, hosts), built on
+    each call. A code pointer for processes that load the job themselves, Celery workers
+    included: ``ReconstructableRepository.for_module("calibr_pipeline.definitions",
+    "definitions_from_environment")``; ``defs`` below is the same thing, built at import."""
+    return build_definitions()
 
 
 defs = build_definitions()

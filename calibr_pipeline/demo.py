@@ -37,6 +37,8 @@ DEMO_TENANTS: tuple[TenantSpec, ...] = (
     TenantSpec("berlin-living", "EUR", 56, n_competitors=3),
 )
 DEMO_SEED = 7
+# Days of order history the demo reads before today (analytics, digest, trends).
+DEMO_HISTORY_DAYS = 60
 FX_SOURCE = "sandbox-reference"
 DEMO_RULE = {
     "name": "Beat lowest competitor by 5%",
@@ -266,6 +268,9 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
         print(f"sandbox: Shopify Admin at {world.admin.base_url}, {len(world.allowed_hosts) - 1} competitor storefronts")
         seed_fx_rates(warehouse_url, today - dt.timedelta(days=30))
         seed_tenant_shops(warehouse_url, world)
+        # Partitions start on the first day of the demo's history (before the definitions
+        # load), so the UI's fill figures count the days the demo can have data for.
+        os.environ.setdefault(settings.HISTORY_START_ENV, (today - dt.timedelta(days=DEMO_HISTORY_DAYS)).isoformat())
 
         from calibr_pipeline.definitions import defs
 
@@ -294,12 +299,12 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
             print(run_demo_copilot(warehouse_url, tenant))
         from calibr_pipeline.defs.analytics.history import materialize_history
 
-        print("analytics: 60 days of order history, dbt models, trend flags, last week's digest ...")
+        print(f"analytics: {DEMO_HISTORY_DAYS} days of order history, dbt models, trend flags, last week's digest ...")
         # Reading 60 days of orders costs ~50,000 query points; a standard plan restores
         # 100 a second (8+ minutes), so the sandbox shops read their history on Plus.
         plans = {tenant: world.tenant(tenant).admin_shop.set_preset("plus") for tenant in tenants}
         try:
-            analytics = materialize_history(defs, instance, warehouse_url, tenants, today)
+            analytics = materialize_history(defs, instance, warehouse_url, tenants, today, days=DEMO_HISTORY_DAYS)
         finally:
             for tenant, plan in plans.items():
                 world.tenant(tenant).admin_shop.set_preset(plan)
@@ -317,7 +322,7 @@ def run_demo(*, ui: bool = True, host: str = "127.0.0.1", port: int = 3000) -> i
             results |= stripe_results
             stoppers.append(stop_stripe)
         demo_token, probe_token = create_demo_tokens(warehouse_url, tenants[0])
-        print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'} PATH=\"{Path(sys.executable).parent}:$PATH\"")
+        print(f"\nTo use the calibr CLI on the demo's data: export CALIBR_HOME={home} DAGSTER_HOME={home / 'dagster_home'} {settings.HISTORY_START_ENV}={os.environ[settings.HISTORY_START_ENV]} PATH=\"{Path(sys.executable).parent}:$PATH\"")
         print(f"Demo API token ({tenants[0]}, write scope, 30 days): {demo_token}")
         if not ui:
             print(f"Start the API and runs console with: calibr api   (then open http://{host}:{os.environ.get(API_PORT_ENV) or DEFAULT_API_PORT}/console)")

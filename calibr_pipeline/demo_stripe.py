@@ -22,14 +22,12 @@ DEMO_WEBHOOK_SECRET = "whsec_calibr_demo_sandbox"
 
 def prepare_environment(environ=os.environ) -> None:
     """With the flag on, point every unset CALIBR_STRIPE_* variable at the sandbox's values."""
-    from cryptography.fernet import Fernet
 
     if environ.get("STRIPE_CONNECT_ENABLED", "").strip().lower() not in ("1", "true", "yes", "on"):
         return
     environ.setdefault("CALIBR_STRIPE_API_KEY", DEMO_PLATFORM_KEY)
     environ.setdefault("CALIBR_STRIPE_CLIENT_ID", DEMO_CLIENT_ID)
     environ.setdefault("CALIBR_STRIPE_WEBHOOK_SECRET", DEMO_WEBHOOK_SECRET)
-    environ.setdefault("CALIBR_SECRETS_KEY", Fernet.generate_key().decode())
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

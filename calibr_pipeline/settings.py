@@ -16,6 +16,7 @@ environment and the services it points at, with a fix for each problem.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_EXAMPLE_PATH = REPO_ROOT / ".env.example"
 
 Severity = Literal["info", "warning", "error", "critical"]
+# Brokers and result backends the distributed path supports (Redis is the one tested; RabbitMQ as a broker works the same way).
+CELERY_URL_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "rpc://")
 
 
 class InvalidEnvironment(CalibrError):
@@ -58,7 +61,9 @@ class CalibrSettings(BaseSettings):
     SECRETS_KEY_FILE: str | None = Field(None, description="File holding the vault's Fernet keys (calibr secrets init). Unset: $CALIBR_HOME/secrets.key.")
     API_RATE_LIMIT: int = Field(600, gt=0, description="API requests a minute per token (the default for `calibr tokens create`).")
     API_METRICS_TOKEN: SecretStr | None = Field(None, description="Bearer token `calibr api` /metrics requires from non-loopback clients. Unset: loopback only.")
-    API_THREADS: int = Field(8, gt=0, description="Worker threads serving the API's synchronous routes.")
+    API_THREADS: int = Field(8, gt=0, description="Worker threads serving the API's synchronous routes (per worker process).")
+    API_WORKERS: int = Field(1, ge=1, le=64, description="Worker processes of `calibr api` (--workers). Several use every core; they share /metrics, the rate limits and the console key.")
+    API_SHARED_STATE: str | None = Field(None, description="Set by `calibr api` for its worker processes: their shared folder (not for people to set).")
     API_URL: str | None = Field(None, description="Where the API probes find `calibr api`; the API probe schedules run by default only when it is set.")
     API_PROBE_TOKEN: SecretStr | None = Field(None, description="Read-only API token the synthetic API probes use.")
     API_PROBE_PROJECT: str | None = Field(None, description="Project (of the probe token's tenant) the analytics-overview probe reads. Unset: acme-outdoor, the demo's.")
@@ -86,6 +91,25 @@ class CalibrSettings(BaseSettings):
     DAGSTER_PG_URL: str | None = Field(
         None, description="Put Dagster's run/event/schedule storage on Postgres (deploy/dagster.postgres.yaml). Unset: SQLite."
     )
+    HISTORY_START: dt.date = Field(
+        dt.date(2026, 1, 1), description="First day (UTC) of the deployment's data: daily, weekly and monthly partitions start here, "
+        "so the Dagster UI's fill figures count only days that can have data. The demo sets it to the first day of its history."
+    )
+    WAREHOUSE_SESSION_ROLE: Literal["calibr_pipeline", "owner"] = Field(
+        "calibr_pipeline", description="PostgreSQL: the role every pipeline, CLI and API transaction acts as (SET LOCAL ROLE): calibr_pipeline, "
+        "which owns nothing and cannot bypass row-level security; `owner` keeps the URL's user (migrations and dbt always use it)."
+    )
+    # --- distributed execution (deploy/dagster.celery.yaml, docs/deployment.md) ---------
+    EXECUTOR: Literal["in_process", "multiprocess", "celery"] | None = Field(
+        None, description="Executor of every asset job (the pipeline): in_process, multiprocess or celery (dagster-celery; needs "
+        "CALIBR_CELERY_BROKER_URL, a Postgres Dagster instance and warehouse). Unset: each job's own (pricing in-process, others multiprocess)."
+    )
+    CELERY_BROKER_URL: SecretStr | None = Field(
+        None, description="Celery broker of the celery executor and of `deploy/celery-worker.sh`, e.g. redis://127.0.0.1:6379/0 (may hold a password)."
+    )
+    CELERY_BACKEND_URL: SecretStr | None = Field(
+        None, description="Celery result backend (step results back to the run), e.g. redis://127.0.0.1:6379/1. Unset: the broker URL."
+    )
     DEBUG: bool = Field(False, description="Show tracebacks for unexpected CLI errors.")
     SANDBOX_ALLOWED_HOSTS: str = Field(
         "", description="Comma-separated host or host:port that may be scraped although private/loopback (the sandbox only)."
@@ -94,8 +118,8 @@ class CalibrSettings(BaseSettings):
         None, description="Synthetic probe targets, comma-separated name=url pairs. Unset: calibr serve /health and the Dagster webserver."
     )
     SECRETS_KEY: SecretStr | None = Field(
-        None, description="Fernet key (urlsafe base64, 32 bytes) encrypting connector secrets at rest, e.g. Stripe Connect tokens. "
-        "Generate one with `calibr env generate-key`."
+        None, description="Legacy: the Fernet key that sealed Stripe Connect tokens before the secrets vault (CALIBR_SECRETS_KEYS / the key file) "
+        "took them over. Needed only to read such tokens; `calibr secrets rotate` moves them under the vault, then unset it."
     )
 
     # --- events (docs/events.md) --------------------------------------------------------
@@ -142,6 +166,7 @@ class CalibrSettings(BaseSettings):
     REQUIRE_POSTGRES: bool = Field(False, description="Test suite: fail (not skip) when PostgreSQL is unreachable (CI).")
     REQUIRE_BROWSER: bool = Field(False, description="Test suite: fail (not skip) when chromium/chromedriver are missing (CI).")
     REQUIRE_MONITORING_TOOLS: bool = Field(False, description="Test suite: fail (not skip) when promtool/prometheus/alertmanager are missing (CI).")
+    REQUIRE_CELERY: bool = Field(False, description="Test suite: fail (not skip) the celery end-to-end test when redis-server is missing (CI).")
 
     # --- validation across fields ------------------------------------------------------
     @field_validator("WAREHOUSE_URL", "DAGSTER_PG_URL", "TEST_POSTGRES_URL")
@@ -163,6 +188,13 @@ class CalibrSettings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("CELERY_BROKER_URL", "CELERY_BACKEND_URL")
+    @classmethod
+    def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(CELERY_URL_SCHEMES):
+            raise ValueError("must be a Celery URL starting with " + ", ".join(CELERY_URL_SCHEMES) + " (e.g. redis://127.0.0.1:6379/0)")
         return value
 
     @field_validator("PROBE_TARGETS")
@@ -192,9 +224,11 @@ class CalibrSettings(BaseSettings):
         if self.ALERT_SMTP_HOST and not (self.ALERT_SMTP_FROM and self.ALERT_SMTP_TO):
             problems.append("CALIBR_ALERT_SMTP_HOST is set, so CALIBR_ALERT_SMTP_FROM and CALIBR_ALERT_SMTP_TO are required")
         if self.STRIPE_CONNECT_ENABLED:
-            missing = [f"CALIBR_{n}" for n in ("STRIPE_API_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET", "SECRETS_KEY") if getattr(self, n) is None]
+            missing = [f"CALIBR_{n}" for n in ("STRIPE_API_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET") if getattr(self, n) is None]
             if missing:
                 problems.append(f"STRIPE_CONNECT_ENABLED is on, so {', '.join(missing)} must be set")
+        if self.EXECUTOR == "celery" and self.CELERY_BROKER_URL is None:
+            problems.append("CALIBR_EXECUTOR is celery, so CALIBR_CELERY_BROKER_URL must be set (e.g. redis://127.0.0.1:6379/0)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -292,6 +326,31 @@ def sandbox_allowed_hosts(environ: os._Environ | dict | None = None) -> tuple[st
     env = _lenient(environ)
     raw = env.get(SANDBOX_ALLOWED_HOSTS_ENV, "")
     return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+HISTORY_START_ENV = "CALIBR_HISTORY_START"
+WAREHOUSE_SESSION_ROLE_ENV = "CALIBR_WAREHOUSE_SESSION_ROLE"
+
+
+def warehouse_session_role(environ: Mapping[str, str] | None = None) -> str | None:
+    """The role ORM transactions switch to on PostgreSQL, or None to stay the connecting user."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(WAREHOUSE_SESSION_ROLE_ENV) or "calibr_pipeline").strip()
+    if raw not in ("calibr_pipeline", "owner"):
+        raise InvalidEnvironment(f"{WAREHOUSE_SESSION_ROLE_ENV} must be calibr_pipeline or owner, got {raw!r}")
+    return None if raw == "owner" else raw
+
+
+def history_start(environ: Mapping[str, str] | None = None) -> dt.date:
+    """The first day partitions cover; an invalid value is refused with the variable's name."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(HISTORY_START_ENV) or "").strip()
+    if not raw:
+        return CalibrSettings.model_fields["HISTORY_START"].default
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidEnvironment(f"{HISTORY_START_ENV} must be a date like 2026-01-01, got {raw!r}") from None
 
 
 # -- the write path (docs/retry-logic.md, docs/runbook.md) ------------------------------------

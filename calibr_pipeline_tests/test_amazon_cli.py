@@ -154,18 +154,21 @@ def test_rotation_reencrypts_amazon_credentials_and_legacy_seals_still_open(seed
         assert after != before and after.startswith("fernet:")
         assert json.loads(unseal(after))["refresh_token"] == REFRESH_TOKEN
         # A value sealed before the vault (bare Fernet token under CALIBR_SECRET_KEY) still opens,
-        # also once a rotation has wrapped it in the vault.
+        # and a rotation moves its plaintext under the vault (the legacy key is no longer needed).
         legacy_key = Fernet.generate_key().decode()
         monkeypatch.setenv("CALIBR_SECRET_KEY", legacy_key)
         legacy = Fernet(legacy_key).encrypt(b'{"client_secret": "s", "refresh_token": "r"}').decode()
         account.sealed_credentials = legacy
     assert json.loads(unseal(legacy))["refresh_token"] == "r"
-    rotate(url)
-    with session_scope(url) as session:
-        wrapped = session.scalars(select(AmazonAccount.sealed_credentials)).one()
-    assert wrapped.startswith("fernet:") and json.loads(unseal(wrapped)) == {"client_secret": "s", "refresh_token": "r"}
     code, out, _ = cli(capsys, url, "amazon", "status", "--project", "acme-store")
     assert "credentials: stored, readable with the current keys" in out
-    monkeypatch.setenv("CALIBR_SECRET_KEY", Fernet.generate_key().decode())  # the legacy key is gone
+    monkeypatch.setenv("CALIBR_SECRET_KEY", Fernet.generate_key().decode())  # a wrong legacy key
     code, out, _ = cli(capsys, url, "amazon", "status", "--project", "acme-store")
     assert code == 0 and "credentials: stored, NOT readable with the current keys" in out
+    monkeypatch.setenv("CALIBR_SECRET_KEY", legacy_key)
+    rotate(url)
+    monkeypatch.delenv("CALIBR_SECRET_KEY")
+    with session_scope(url) as session:
+        moved = session.scalars(select(AmazonAccount.sealed_credentials)).one()
+    assert moved.startswith("fernet:") and json.loads(current_vault().decrypt(moved)) == {"client_secret": "s", "refresh_token": "r"}
+    assert json.loads(unseal(moved))["refresh_token"] == "r"

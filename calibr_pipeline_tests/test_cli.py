@@ -34,9 +34,10 @@ from calibr_pipeline.warehouse.models import (
     Tenant,
     Variant,
 )
+from calibr_pipeline_tests.extraction_report import PAGES, reference_entries
 
-FIXTURES = Path(__file__).parent / "fixtures" / "extraction"
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+FIXTURES = PAGES
+MANIFEST = reference_entries(FIXTURES)
 ALLOWED_ENV = "CALIBR_SANDBOX_ALLOWED_HOSTS"
 
 

@@ -124,12 +124,16 @@ def test_doctor_on_a_healthy_environment(tmp_path, sqlite_warehouse_url):
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {"CALIBR_HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home), "CALIBR_SECRETS_KEY": Fernet.generate_key().decode(),
+    env = {"CALIBR_HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home), "CALIBR_SECRETS_KEYS": Fernet.generate_key().decode(),
            TYPO: "typo"}
     checks = {c.name: c for c in run_doctor(env, warehouse_url=sqlite_warehouse_url)}
     assert checks["environment"].status == WARN and TYPO in checks["environment"].detail  # a typo is caught
     assert {n: c.status for n, c in checks.items() if n != "environment"} == {
         "database": OK, "dagster instance": OK, "secrets key": OK, "event archive": OK, "shops": WARN}
+    assert checks["secrets key"].detail == "1 vault key(s) from CALIBR_SECRETS_KEYS"
+    # Without a key (no variable, no key file) the vault cannot open any stored secret: said, with the fix.
+    missing = {c.name: c for c in run_doctor({**env, "CALIBR_SECRETS_KEYS": ""}, warehouse_url=sqlite_warehouse_url)}["secrets key"]
+    assert missing.status == WARN and "calibr secrets init" in missing.fix
 
 
 def test_doctor_reports_an_unmigrated_database_and_an_unreachable_shop(tmp_path):
@@ -152,3 +156,24 @@ def test_calibr_doctor_cli_exit_codes(tmp_path, sqlite_warehouse_url):
     bad = subprocess.run([sys.executable, "-m", "calibr_pipeline.cli", "--warehouse-url", sqlite_warehouse_url, "doctor"], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "[FAIL] environment: CALIBR_ALERT_SMTP_PORT" in bad.stdout and "fix:" in bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+def test_partitions_start_on_the_first_day_of_history():
+    import datetime as dt
+
+    assert settings.history_start({}) == dt.date(2026, 1, 1)
+    assert settings.history_start({"CALIBR_HISTORY_START": "2026-10-02"}) == dt.date(2026, 10, 2)
+    with pytest.raises(InvalidEnvironment, match="CALIBR_HISTORY_START must be a date"):
+        settings.history_start({"CALIBR_HISTORY_START": "yesterday"})
+    # The partition definitions read it when the code location loads: daily from that day,
+    # weekly from the first Monday on or after it, monthly from its month.
+    probe = (
+        "from calibr_pipeline.defs.partitions import DAILY_PARTITIONS;"
+        "from calibr_pipeline.defs.analytics.digest import WEEKLY_PARTITIONS;"
+        "from calibr_pipeline.defs.operations.definitions import MONTHLY;"
+        "print(DAILY_PARTITIONS.get_first_partition_key(), WEEKLY_PARTITIONS.get_first_partition_key(), MONTHLY.get_first_partition_key())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env={"PATH": "/usr/bin:/bin", "CALIBR_HISTORY_START": "2026-10-02"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2026-10-02", "2026-10-05", "2026-10-01"]

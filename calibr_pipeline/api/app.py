@@ -45,6 +45,9 @@ OPENAPI_URL = "/api/v1/openapi.json"
 RATE_LIMIT_ENV = "CALIBR_API_RATE_LIMIT"
 METRICS_TOKEN_ENV = "CALIBR_API_METRICS_TOKEN"
 THREADS_ENV = "CALIBR_API_THREADS"
+# Set by `calibr api --workers N` for its worker processes (commands.py): the folder they
+# share for metrics, rate-limit buckets and the console's signing key.
+SHARED_STATE_ENV = "CALIBR_API_SHARED_STATE"
 DEFAULT_THREADS = 8
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 MAX_BODY_BYTES = 1_000_000
@@ -67,6 +70,17 @@ class ApiMetrics:
     def observe(self, route: str, method: str, code: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, code=str(code)).inc()
         self.duration.labels(route=route, method=method).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text /metrics serves: with several workers (prometheus_client's multiprocess
+        mode, PROMETHEUS_MULTIPROC_DIR) every worker's samples summed, whichever answers."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
 
 class BodyLimit:
@@ -178,7 +192,8 @@ def create_app(
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS)
     limit = rate_limit_per_minute or int(os.environ.get(RATE_LIMIT_ENV) or DEFAULT_RATE_LIMIT_PER_MINUTE)
-    app.state.rate_limiter = auth.RateLimiter(limit)
+    shared = os.environ.get(SHARED_STATE_ENV)
+    app.state.rate_limiter = auth.SharedRateLimiter(limit, os.path.join(shared, "rate-limits.db")) if shared else auth.RateLimiter(limit)
     app.state.token_cache = auth.TokenCache(auth_cache_seconds)
     app.state.metrics = ApiMetrics()
     _health_lock = threading.Lock()
@@ -209,7 +224,9 @@ def create_app(
     if console:
         from calibr_pipeline.api.console import build_router as console_router, console_secret
 
-        app.state.console_secret = console_secret()
+        # Several workers sign and check the console's CSRF tokens with one key, or a form
+        # served by one worker would be refused by the next.
+        app.state.console_secret = shared_console_key(shared) if shared else console_secret()
         app.include_router(console_router(auth.require_read, auth.require_write))
 
         @app.get("/", include_in_schema=False)
@@ -223,8 +240,18 @@ def create_app(
         supplied = request.headers.get("authorization", "")
         if not (client in ("127.0.0.1", "::1") and not expected) and not (expected and supplied == f"Bearer {expected}"):
             return JSONResponse(error_body("unauthorized", f"metrics need the bearer token in {METRICS_TOKEN_ENV} (or a loopback client when it is unset)"), status_code=401)
-        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)
     return app
+
+
+def shared_console_key(shared_dir: str) -> bytes:
+    with open(os.path.join(shared_dir, "console.key"), "rb") as handle:
+        return handle.read()
+
+
+def create_app_for_workers() -> FastAPI:
+    """The factory each ``calibr api --workers N`` worker process calls (uvicorn imports it)."""
+    return create_app(settings.warehouse_url())

@@ -22,7 +22,7 @@ from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.rls import enter_tenant
 from calibr_pipeline.warehouse.scoped import TenantScope
 
-__all__ = ["Principal", "require_read", "require_write", "open_scope", "RateLimiter"]
+__all__ = ["Principal", "require_read", "require_write", "open_scope", "RateLimiter", "SharedRateLimiter"]
 
 SESSION_COOKIE = "calibr_session"
 
@@ -48,6 +48,61 @@ class RateLimiter:
                 return None
             self._buckets[token_id] = (tokens, now)
             return (1.0 - tokens) / rate
+
+
+class SharedRateLimiter:
+    """The same token bucket per API token, kept in a SQLite file that every worker process of
+    one ``calibr api --workers N`` opens, so the limit holds for the server, not per worker.
+
+    One short IMMEDIATE transaction a request on a file in the server's private state folder
+    (no fsync: the buckets die with the server, as the in-memory ones do).
+    """
+
+    def __init__(self, default_per_minute: int, path: str):
+        self.default_per_minute = default_per_minute
+        self.path = path
+        self._local = threading.local()
+        with self._connection() as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS buckets (token_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, last REAL NOT NULL)")
+
+    def _connection(self):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            import sqlite3
+
+            connection = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=OFF")
+            self._local.connection = connection
+        return _Transaction(connection)
+
+    def check(self, token_id: int, per_minute: int | None) -> float | None:
+        limit = float(per_minute or self.default_per_minute)
+        rate = limit / 60.0
+        now = time.time()  # the wall clock: the one every process reads alike
+        with self._connection() as connection:
+            row = connection.execute("SELECT tokens, last FROM buckets WHERE token_id = ?", (token_id,)).fetchone()
+            tokens, last = row if row is not None else (limit, now)
+            tokens = min(limit, tokens + max(0.0, now - last) * rate)
+            allowed = tokens >= 1.0
+            connection.execute("INSERT OR REPLACE INTO buckets (token_id, tokens, last) VALUES (?, ?, ?)",
+                               (token_id, tokens - 1.0 if allowed else tokens, now))
+        return None if allowed else (1.0 - tokens) / rate
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) on a sqlite3 connection in autocommit mode."""
+
+    def __init__(self, connection):
+        self.connection = connection
+
+    def __enter__(self):
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, kind, _value, _traceback):
+        self.connection.execute("ROLLBACK" if kind else "COMMIT")
+        return False
 
 
 class TokenCache:

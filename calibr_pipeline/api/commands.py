@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -26,14 +27,50 @@ def cmd_api(args) -> int:
         raise CalibrError(f"--port {args.port} is not a TCP port (0-65535)")
     from calibr_pipeline import settings
 
-    settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
-    app = create_app(_url(args))
-    print(f"Calibrate API on http://{args.host}:{args.port}/api/v1/docs (console: http://{args.host}:{args.port}/console)", flush=True)
+    loaded = settings.require_valid_environment()  # refuse to start on an invalid environment, with one line
+    workers = args.workers if args.workers is not None else loaded.API_WORKERS
+    if not 1 <= workers <= 64:
+        raise CalibrError(f"--workers {workers} must be between 1 and 64")
+    url = _url(args)
+    options = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False)
+    print(f"Calibrate API on http://{args.host}:{args.port}/api/v1/docs (console: http://{args.host}:{args.port}/console)"
+          + (f", {workers} worker processes" if workers > 1 else ""), flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False)
+        if workers == 1:
+            uvicorn.run(create_app(url), **options)
+        else:
+            with _shared_worker_state(url):
+                uvicorn.run("calibr_pipeline.api.app:create_app_for_workers", factory=True, workers=workers, **options)
     except OSError as exc:
         raise CalibrError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0
+
+
+@contextlib.contextmanager
+def _shared_worker_state(url: str):
+    """What worker processes must share, in a private folder removed when the server stops:
+    prometheus_client's multiprocess files (so /metrics sums every worker), the rate-limit
+    buckets (a token's limit is the server's, not each worker's) and the console's key."""
+    import secrets
+    import shutil
+    import tempfile
+
+    from calibr_pipeline.api.app import SHARED_STATE_ENV
+
+    state = tempfile.mkdtemp(prefix="calibr-api-")  # mode 0700
+    try:
+        os.mkdir(os.path.join(state, "metrics"))
+        key = os.open(os.path.join(state, "console.key"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(key, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+        # The workers are new interpreters: they read all of this from the environment
+        # before prometheus_client is imported.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(state, "metrics")
+        os.environ[SHARED_STATE_ENV] = state
+        os.environ[settings.WAREHOUSE_URL_ENV] = url
+        yield state
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def cmd_tokens_create(args) -> int:
@@ -86,6 +123,7 @@ def add_api_commands(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--workers", type=int, help="worker processes (default CALIBR_API_WORKERS, 1); several share metrics, rate limits and the console key")
     p.set_defaults(func=cmd_api)
 
     tokens = sub.add_parser("tokens", help="per-tenant API tokens").add_subparsers(dest="tokens_command", required=True)

@@ -6,8 +6,8 @@ credentials are re-encrypted by ``calibr secrets rotate`` like shop tokens
 (``amazon_accounts.sealed_credentials`` is in ``secrets.rotation.SECRET_COLUMNS``).
 
 Values sealed before the vault was used (a bare Fernet token under ``CALIBR_SECRET_KEY`` or
-``$CALIBR_HOME/secret.key``) still unseal, also after a rotation wrapped them in the vault;
-``calibr amazon connect`` writes them anew through the vault.
+``$CALIBR_HOME/secret.key``) still unseal; ``calibr secrets rotate`` moves them under the
+vault (:func:`unseal_legacy` opens them), as does ``calibr amazon connect``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ def unseal(token: str) -> str:
     vault = current_vault()
     if vault.is_encrypted(token):
         token = vault.decrypt(token)
-        if not token.startswith("gAAAAA"):  # a vault value; a legacy token a rotation wrapped is unsealed below
+        if not token.startswith("gAAAAA"):  # a vault value (a legacy token wrapped by an older rotation opens below)
             return token
+    return unseal_legacy(token)
+
+
+def unseal_legacy(token: str) -> str:
+    """A value sealed before the vault: a bare Fernet token under the legacy key."""
     try:
         return _legacy_fernet().decrypt(token.encode("ascii")).decode("utf-8")
     except InvalidToken as exc:

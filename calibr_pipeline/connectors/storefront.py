@@ -166,6 +166,8 @@ class ScrapeOutcome:
     final_url: str | None = None
     content_sha256: str | None = None
     content_length: int | None = None
+    # stock state a page without a usable price still states (ExtractionError.availability)
+    availability: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -530,7 +532,8 @@ class StorefrontScraper:
             )
         except ExtractionError as exc:
             return self._error_outcome(
-                target, url, started_at, t0, exc.error_class, exc.message, attempts=fetched.attempts, fetched=fetched
+                target, url, started_at, t0, exc.error_class, exc.message, attempts=fetched.attempts, fetched=fetched,
+                availability=exc.availability,
             )
         return self._ok_outcome(target, url, started_at, t0, offer, fetched)
 
@@ -776,7 +779,7 @@ class StorefrontScraper:
 
     def _error_outcome(
         self, target: ListingTarget, url: str, started_at: datetime, t0: float, error_class: ErrorClass,
-        message: str, *, attempts: int, fetched: _Fetched | None = None,
+        message: str, *, attempts: int, fetched: _Fetched | None = None, availability: str | None = None,
     ) -> ScrapeOutcome:
         return ScrapeOutcome(
             listing_id=target.listing_id, url=url, status="error",
@@ -786,6 +789,7 @@ class StorefrontScraper:
             final_url=fetched.final_url if fetched else None,
             content_sha256=hashlib.sha256(fetched.body).hexdigest() if fetched else None,
             content_length=len(fetched.body) if fetched else None,
+            availability=availability,
         )
 
 

@@ -8,13 +8,23 @@ range for one or all tenants, from the Dagster UI. Tenants are a dynamic dimensi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
+from calibr_pipeline import settings
+
+# Partitions start where the deployment's data starts (CALIBR_HISTORY_START), not at an
+# arbitrary date: a day before any data is a partition that can never be filled, and the
+# UI's "% filled" would count it as missing.
+HISTORY_START = settings.history_start()
+# The first whole ISO week (Monday) and the month on or after the first day of data.
+FIRST_WEEK_START = HISTORY_START + timedelta(days=-HISTORY_START.weekday() % 7)
+FIRST_MONTH_START = HISTORY_START.replace(day=1)
+
 TENANT_PARTITIONS = dg.DynamicPartitionsDefinition(name="tenant")
 # end_offset=1: today's partition exists today, because a scrape observes today's prices.
-DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=HISTORY_START.isoformat(), timezone="UTC", end_offset=1)
 DAILY_TENANT_PARTITIONS = dg.MultiPartitionsDefinition({"date": DAILY_PARTITIONS, "tenant": TENANT_PARTITIONS})
 
 

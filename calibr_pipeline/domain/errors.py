@@ -48,13 +48,18 @@ class CalibrError(Exception):
 class ExtractionError(CalibrError):
     """A page or payload did not yield one usable offer. ``error_class`` says why."""
 
-    def __init__(self, error_class: ErrorClass, message: str, candidates: tuple[dict, ...] = ()):
+    def __init__(
+        self, error_class: ErrorClass, message: str, candidates: tuple[dict, ...] = (), availability: str | None = None
+    ):
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         # PARSE_AMBIGUOUS: the competing prices (amount, currency, source, evidence) so a user
         # or a variant hint can settle it; JSON-safe dicts.
         self.candidates = tuple(candidates)
+        # PARSE_NO_PRICE / CURRENCY_UNKNOWN: the stock state the page still states ("InStock" /
+        # "OutOfStock"), e.g. a sold-out page that shows no price; None when it says nothing.
+        self.availability = availability
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"ExtractionError({self.error_class.value!r}, {self.message!r})"

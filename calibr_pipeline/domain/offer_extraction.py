@@ -1009,6 +1009,10 @@ def _with_visible_details(offer: ExtractedOffer, tree: lxml.html.HtmlElement, ct
     return offer
 
 
+# Refusals after which the page's own stock wording is still reported (ExtractionError.availability).
+_STOCK_STILL_STATED = (ErrorClass.PARSE_NO_PRICE, ErrorClass.CURRENCY_UNKNOWN)
+
+
 def extract_offer(
     html: str | bytes,
     page_url: str,
@@ -1022,7 +1026,11 @@ def extract_offer(
     tree = _parse_document(html)
     try:
         return _extract(tree, page_url, variant_hint, currency_hint)
-    except ExtractionError:
+    except ExtractionError as exc:
+        if exc.error_class in _STOCK_STILL_STATED and exc.availability is None and variant_hint is None:
+            # The page is about one product whose price cannot be read (none shown, or no
+            # currency anywhere): what it says about stock is still true.
+            exc.availability = visible_availability(tree)[0]
         raise
     except (RecursionError, MemoryError) as exc:
         raise ExtractionError(ErrorClass.MALFORMED_BODY, f"page too deeply nested or too large to read: {type(exc).__name__}") from None
@@ -1092,10 +1100,14 @@ def _extract(
                 if exc.error_class is not ErrorClass.PARSE_NO_PRICE:
                     raise
     best = most_specific_error(errors)
-    if best is not None:
-        raise best
-    raise ExtractionError(
-        ErrorClass.PARSE_NO_PRICE,
-        "no price on the page: no schema.org Offer (JSON-LD or microdata), no OpenGraph or product "
-        "meta price, and no confident price in the visible page",
-    )
+    if best is None:
+        best = ExtractionError(
+            ErrorClass.PARSE_NO_PRICE,
+            "no price on the page: no schema.org Offer (JSON-LD or microdata), no OpenGraph or product "
+            "meta price, and no confident price in the visible page",
+        )
+    if best.error_class is ErrorClass.PARSE_NO_PRICE and best.availability is None:
+        # No price, but the page may still say whether the product can be bought (a sold-out
+        # page often drops the price): structured offers first, then the visible wording.
+        best.availability = _merge_availability(seen) or visible_availability(tree)[0]
+    raise best

@@ -188,6 +188,11 @@ def validate_amount(amount: Decimal, raw: object) -> Decimal:
     return amount
 
 
+# The longest text read as one price ("Sale price: 1.299,00 € incl. VAT, was 1.499,00 €" is
+# 48): anything longer is a block of text, never one amount.
+MAX_PRICE_TEXT_CHARS = 256
+
+
 def parse_amount(text: str, *, currency: str | None = None) -> tuple[Decimal, str | None]:
     """Exact amount in ``text`` and its currency token as written ("$", "zł", "EUR"), or None.
 
@@ -197,6 +202,10 @@ def parse_amount(text: str, *, currency: str | None = None) -> tuple[Decimal, st
     """
     if not isinstance(text, str):
         raise _fail(ErrorClass.PARSE_NO_PRICE, f"price must be text, got {type(text).__name__}")
+    if len(text) > MAX_PRICE_TEXT_CHARS:
+        # Not a price, and price_parser's separator search is quadratic in the length: a
+        # hostile page's 200,000-digit attribute took 25 s (found by the extraction fuzz test).
+        raise _fail(ErrorClass.PARSE_NO_PRICE, f"{len(text):,} characters are not a price ({text[:40]!r}…)")
     normalized = _normalize_text(text)
     exponent = minor_unit_exponent(currency) if currency else None
     amount, number = _parse_number(normalized, text, exponent)

@@ -6,7 +6,9 @@ Pure: works on an lxml tree and is told how to resolve a currency symbol. Used b
 Price candidates are elements that look like a price to a shopper's eye and to a theme's
 author: a class or id naming a price (``price``, ``preis``, ``prix``, ``a-price`` ...), a
 ``data-price`` / ``data-price-amount`` attribute, Amazon-style ``.a-price .a-offscreen``. Each
-is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`) and scored:
+is parsed as one amount (:func:`~calibr_pipeline.domain.price_parsing.parse_amount`; a price
+written in whole and fraction elements, whose text reads "149 99", is joined: :func:`_split_price`)
+and scored:
 
 ========================================  =====
 price-like class / id / data attribute     +2
@@ -29,9 +31,16 @@ amount by at least :data:`MIN_MARGIN`; otherwise the page is PARSE_AMBIGUOUS (wi
 candidates) or PARSE_NO_PRICE. Confidence grows with the score and the margin and never exceeds
 0.8: a visible-page reading is a guess next to what the shop publishes for machines.
 
+Two fallbacks run only when nothing above prices the page: a page holding exactly one product
+card (outside any related / listing block) reads that card as its product (a saved product tile);
+and when no element at all is named for a price (hashed class names), an element whose whole text
+is one amount with its currency is the price if it is the only such amount (:func:`_bare_amounts`;
+several are PARSE_AMBIGUOUS; confidence 0.5).
+
 Availability (:func:`visible_availability`) reads stock wording in elements named for it
 (availability, stock, inventory, lager, ...) in a dozen languages, then the buy button: disabled
-means out of stock, present and enabled means in stock.
+means out of stock, present and enabled means in stock; failing both, an element whose whole text
+is a stock phrase ("out of stock").
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ _PRICE_ATTRS = ("data-price", "data-price-amount", "data-product-price", "data-s
 _PRICE_NAME = re.compile(r"price|preis|prix|precio|prezzo|prijs|cena|pris|fiyat|pre[cç]o|цена|ціна|kaina|hinta", re.I)
 _PRICE_PART = re.compile(r"whole|fraction|decimal|symbol|currency|label|title|per-?unit|unit-?price|priceperunit|range|tax|vat|info|note", re.I)
 _CURRENT_NAME = re.compile(r"sale|special|current|final|now|our|offer|deal|actual|topay|to-pay|selling|main|promo|reduced|discount", re.I)
-_REGULAR_NAME = re.compile(r"old|was|regular|compare|strike|original|list|rrp|msrp|before|crossed|uvp|reference|standard|retail", re.I)
+_REGULAR_NAME = re.compile(r"old|was|regular|compare|strike|line-?through|original|list|rrp|msrp|before|crossed|uvp|reference|standard|retail", re.I)
 _FOREIGN_NAME = re.compile(
     r"(^|[-_])(related|recommend|upsell|up-sell|cross-?sell|similar|carousel|slider|also|viewed|recent|"
     r"sponsor|accessor|product-?(item|card|tile|list|grid)|products-?grid|listing|mini-?cart|cart-?drawer|"
@@ -95,14 +104,15 @@ _OUT_OF_STOCK = re.compile(
     r"out of stock|sold out|currently unavailable|\bunavailable\b|not available|no longer available|"
     r"ausverkauft|nicht verfügbar|nicht auf lager|nicht lieferbar|vergriffen|derzeit nicht|"
     r"rupture de stock|épuisé|epuise|indisponible|agotado|sin stock|no disponible|esaurito|non disponibile|"
-    r"uitverkocht|niet op voorraad|niet leverbaar|niedostępny|brak w magazynie|slutsåld|udsolgt|utsolgt|"
-    r"нет в наличии|tükendi|esgotado|indisponível|品切れ|在庫なし|缺货|품절",
+    r"uitverkocht|niet op voorraad|niet leverbaar|niet verkrijgbaar|niet beschikbaar|niedostępny|brak w magazynie|"
+    r"wyprzedan|není skladem|vyprodáno|slutsåld|ej i lager|ikke på lager|udsolgt|utsolgt|"
+    r"нет в наличии|немає в наявності|stokta yok|tükendi|esgotado|indisponível|品切れ|売り切れ|在庫なし|缺货|无货|품절",
     re.I,
 )
 _IN_STOCK = re.compile(
     r"\bin stock\b|\bavailable\b|only \d+ left|ready to ship|auf lager|sofort lieferbar|\blieferbar\b|\bverfügbar\b|"
     r"en stock|\bdisponible\b|en existencia|disponibile|op voorraad|\bdostępny\b|på lager|в наличии|stokta|"
-    r"em estoque|在庫あり|有货|재고 있음",
+    r"em estoque|\bskladem\b|в наявності|\bi lager\b|在庫あり|有货|재고 있음",
     re.I,
 )
 
@@ -147,16 +157,47 @@ def _short_text(el: lxml.html.HtmlElement) -> str:
     return " ".join(el.text_content().split())
 
 
-def _in_foreign_block(el: lxml.html.HtmlElement) -> str | None:
+# A block named for the price *and* its shipping note (PrestaShop's "product-price-and-shipping")
+# holds the price; "shipping" in it does not make it a shipping-cost block.
+_PRICE_AND_SHIPPING = re.compile(r"price[-_]?and[-_]?(shipping|delivery)", re.I)
+
+
+# A product card or tile: on a listing it holds another product, so its price is not the page's.
+_CARD_NAME = re.compile(r"(^|[-_])product-?(item|card|tile)", re.I)
+
+
+def _in_foreign_block(el: lxml.html.HtmlElement, own_card: lxml.html.HtmlElement | None = None) -> str | None:
+    """The tag or class that marks ``el`` as part of another product or of the page furniture.
+    ``own_card`` is a product card known to hold the page's own product (:func:`_sole_card`):
+    its card class, and its descendants' card classes, do not count."""
+    inside = own_card is not None and (el is own_card or any(a is own_card for a in _ancestors(el)))
     for node in (el, *_ancestors(el)):
         if not isinstance(node.tag, str):
             continue
         if node.tag in _FURNITURE_TAGS:
             return node.tag
         for token in _tokens(node):
-            if _FOREIGN_NAME.search(token):
+            if inside and _CARD_NAME.search(token):
+                continue
+            if _FOREIGN_NAME.search(token) and not _PRICE_AND_SHIPPING.search(token):
                 return token
+        if node is own_card:
+            inside = False
     return None
+
+
+def _sole_card(elements: list[lxml.html.HtmlElement]) -> lxml.html.HtmlElement | None:
+    """The page's one product card, when the page holds exactly one (outermost) card and it sits
+    in no related / listing / furniture block: a saved product tile, whose product is the page's."""
+    cards = [el for el in elements if any(_CARD_NAME.search(t) for t in _tokens(el))]
+    outermost = [c for c in cards if not any(any(_CARD_NAME.search(t) for t in _tokens(a)) for a in _ancestors(c))]
+    if len(outermost) != 1:
+        return None
+    card = outermost[0]
+    parent = card.getparent()
+    if parent is not None and _in_foreign_block(parent):
+        return None
+    return card
 
 
 def _is_crossed(el: lxml.html.HtmlElement) -> bool:
@@ -194,32 +235,85 @@ def _walk(root: lxml.html.HtmlElement) -> Iterator[lxml.html.HtmlElement]:
         stack.extend(reversed(list(el)))
 
 
-def _buy_buttons(elements: list[lxml.html.HtmlElement]) -> list[lxml.html.HtmlElement]:
+def _buy_buttons(elements: list[lxml.html.HtmlElement], own_card: lxml.html.HtmlElement | None = None) -> list[lxml.html.HtmlElement]:
     found = []
     for el in elements:
         if el.tag not in ("button", "input", "a"):
             continue
         label = _short_text(el) if el.tag != "input" else (el.get("value") or "")
-        if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el):
+        if (_BUY_TEXT.search(label.strip()) or any(_BUY_NAME.search(t) for t in _tokens(el)) or _BUY_NAME.search(el.get("name") or "")) and not _in_foreign_block(el, own_card):
             found.append(el)
     return found
+
+
+_WHOLE_PART = re.compile(r"(^|[-_])(whole|integer|int|units?|main)$", re.I)
+_FRACTION_PART = re.compile(r"(^|[-_])(fraction|fractional|decimals?|cents?)$", re.I)
+_SYMBOL_PART = re.compile(r"(^|[-_])(symbol|currency)$", re.I)
+_CENTS_PART = re.compile(r"(^|[-_])cents?$", re.I)
+
+
+def _split_price(el: lxml.html.HtmlElement) -> tuple[Decimal, str | None] | None:
+    """A price written as separate parts, as Amazon (a-price-whole / a-price-fraction), Magento
+    and many themes do: exactly one whole part and one fraction part among the element's
+    descendants. Their text, laid out on separate lines, reads "149 99": two numbers, not one.
+    Returns (amount, currency symbol or None)."""
+    parts: dict[str, list[str]] = {"whole": [], "fraction": [], "symbol": []}
+    cents: list[str] = []
+    for node in el.iterdescendants():
+        if not isinstance(node.tag, str):
+            continue
+        tokens = _tokens(node)
+        if any(_CENTS_PART.search(t) for t in tokens):
+            cents.append(_short_text(node))
+        for name, pattern in (("whole", _WHOLE_PART), ("fraction", _FRACTION_PART), ("symbol", _SYMBOL_PART)):
+            if any(pattern.search(t) for t in tokens):
+                parts[name].append(_short_text(node))
+    if not parts["whole"] and len(cents) == 1 and len(parts["fraction"]) == 2:
+        # "fraction" + "cents" naming (Mercado Libre's andes-money-amount__fraction / __cents): when
+        # one part is named for the cents, the other "fraction" part holds the amount's whole units.
+        whole_parts = list(parts["fraction"])
+        whole_parts.remove(cents[0])
+        parts["whole"], parts["fraction"] = whole_parts, cents
+    if len(parts["whole"]) != 1 or len(parts["fraction"]) != 1 or len(parts["symbol"]) > 1:
+        return None
+    whole = re.sub(r"[\s,.'\u00a0\u202f]", "", parts["whole"][0])  # grouping marks and the trailing decimal mark
+    fraction = parts["fraction"][0].strip()
+    if not re.fullmatch(r"\d{1,9}", whole) or not re.fullmatch(r"\d{1,3}", fraction):
+        return None
+    symbol = parts["symbol"][0].strip() if parts["symbol"] else None
+    return validate_amount(Decimal(f"{whole}.{fraction}"), f"{whole}.{fraction}"), symbol or None
+
+
+def _lone_whole_part(el: lxml.html.HtmlElement, tokens: list[str]) -> bool:
+    """A price's "whole" part with no fraction part beside it: the theme wrote the complete
+    price in it ("$49.99" in a-price-whole alone)."""
+    if not any(_PRICE_NAME.search(t) and _WHOLE_PART.search(t) for t in tokens):
+        return False
+    parent = el.getparent()
+    family = list(parent.iterdescendants()) if parent is not None else list(el.iterdescendants())
+    return not any(isinstance(n.tag, str) and any(_FRACTION_PART.search(t) for t in _tokens(n)) for n in family)
 
 
 def _price_like(el: lxml.html.HtmlElement) -> bool:
     tokens = _tokens(el)
     if "a-offscreen" in tokens and any("a-price" in _tokens(p) for p in _ancestors(el, 2)):
         return True
-    return any(_PRICE_NAME.search(t) and not _PRICE_PART.search(t) for t in tokens) or el.get("itemprop") == "price"
+    if any(_PRICE_NAME.search(t) and not _PRICE_PART.search(t) for t in tokens) or el.get("itemprop") == "price":
+        return True
+    return _lone_whole_part(el, tokens)
 
 
 def collect_candidates(
-    root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]
+    root: lxml.html.HtmlElement, resolve: Callable[[str | None], str], *, own_card: bool = False
 ) -> tuple[list[VisibleCandidate], list[ExtractionError]]:
+    """Price candidates (module doc). With ``own_card``, a page holding exactly one product card
+    (:func:`_sole_card`) reads that card as the page's product instead of another product's."""
     elements = list(_walk(root))
+    card = _sole_card(elements) if own_card else None
     body = root.find(".//body")
-    h1s = [el for el in elements if el.tag == "h1" and not _in_foreign_block(el)]
+    h1s = [el for el in elements if el.tag == "h1" and not _in_foreign_block(el, card)]
     title = h1s[0] if h1s else None
-    buttons = _buy_buttons(elements)
+    buttons = _buy_buttons(elements, card)
     candidates: list[VisibleCandidate] = []
     errors: list[ExtractionError] = []
 
@@ -269,7 +363,7 @@ def collect_candidates(
         attr = next((a for a in _PRICE_ATTRS if el.get(a)), None)
         text = None
         if attr is not None or _price_like(el):
-            if _in_foreign_block(el) or _hidden_duplicate(el):
+            if _in_foreign_block(el, card) or _hidden_duplicate(el):
                 continue
             context = _short_text(el.getparent()) if el.getparent() is not None else ""
             if attr is not None:
@@ -299,15 +393,96 @@ def collect_candidates(
             try:
                 amount, token = parse_amount(text)
             except ExtractionError:
+                try:
+                    split = _split_price(el)
+                except ExtractionError:
+                    split = None
+                if split is None:
+                    continue
+                amount, token = split
+                add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]} in whole and fraction parts")
                 continue
             add(el, amount, token, 2.0, f"price-like {el.tag}.{(_names(el) or '-')[:40]}")
     return candidates, errors
+
+
+_NOT_A_PRICE_TAGS = {"a", "button", "label", "input", "option", "li"}
+
+
+def _bare_amounts(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> list[VisibleCandidate]:
+    """Elements whose whole text is one amount with its currency ("R$ 819,00", "$123") though no
+    class names a price: hashed class names (Shopee, Flipkart) say nothing. Not in links, buttons or
+    list items, another product's block or the page furniture, and not after a shipping, "from",
+    saving or per-unit label."""
+    found: list[VisibleCandidate] = []
+    for el in _walk(root):
+        if len(el) or el.tag in _NOT_A_PRICE_TAGS or el.tag in ("html", "body"):
+            continue
+        text = _short_text(el)
+        if not text or len(text) > MAX_TEXT or not any(ch.isdigit() for ch in text):
+            continue
+        try:
+            amount, token = parse_amount(text)
+        except ExtractionError:
+            continue
+        if not token or any(ch.isalpha() for ch in text.replace(token, "", 1)):
+            continue
+        if _in_foreign_block(el) or _hidden_duplicate(el):
+            continue
+        before = el.getprevious()
+        label = f"{(el.getparent().text or '') if el.getparent() is not None else ''} {_short_text(before)[:80] if before is not None else ''}"
+        if _TEASER_TEXT.search(label) or _TEASER_TEXT.search(text):
+            continue
+        try:
+            currency = resolve(token)
+            amount = normalize_amount(amount, currency)
+        except ExtractionError:
+            continue
+        found.append(VisibleCandidate(amount, currency, 0.0, el, regular=_is_crossed(el), evidence=["the element's whole text is one amount with its currency"]))
+    return found
+
+
+def _bare_reading(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> VisibleReading | None:
+    """The page's one bare amount (:func:`_bare_amounts`) when no element is named for a price;
+    several different ones are PARSE_AMBIGUOUS; none is None."""
+    bare = _bare_amounts(root, resolve)
+    current = {(c.amount, c.currency): c for c in bare if not c.regular}
+    if not current:
+        return None
+    if len(current) > 1:
+        listing = tuple({"amount": str(a), "currency": cur, "source": "dom", "score": 0.0} for a, cur in list(current)[:8])
+        raise ExtractionError(
+            ErrorClass.PARSE_AMBIGUOUS,
+            "dom: no element is named for a price and several amounts stand alone ("
+            + ", ".join(f"{a} {cur}" for a, cur in list(current)[:4]) + "); check the page",
+            candidates=listing,
+        )
+    (amount, currency), best = next(iter(current.items()))
+    regular = [c.amount for c in bare if c.regular and c.currency == currency and c.amount > amount and _distance(c.element, best.element) <= 4]
+    return VisibleReading(
+        amount=amount,
+        currency=currency,
+        regular_amount=max(regular) if regular else None,
+        confidence=0.5,
+        evidence=("dom", *best.evidence, "no element named for a price; the only such amount on the page"),
+        vat_included=False,
+    )
 
 
 def read_visible_price(root: lxml.html.HtmlElement, resolve: Callable[[str | None], str]) -> VisibleReading:
     """The page's visible current price (module doc), or ExtractionError."""
     candidates, errors = collect_candidates(root, resolve)
     current = [c for c in candidates if not c.regular]
+    if not current:
+        # Nothing outside product cards: a page that is one saved product tile is that product.
+        candidates, card_errors = collect_candidates(root, resolve, own_card=True)
+        errors += card_errors
+        current = [c for c in candidates if not c.regular]
+    if not current and not candidates and not errors:
+        # No element named for a price at all (hashed class names): one amount standing alone.
+        bare = _bare_reading(root, resolve)
+        if bare is not None:
+            return bare
     if not current:
         if errors:
             raise errors[0]
@@ -381,6 +556,18 @@ def visible_availability(root: lxml.html.HtmlElement) -> tuple[str | None, str |
         if disabled or _OUT_OF_STOCK.search(label):
             return "OutOfStock", "buy button disabled"
         return "InStock", "buy button enabled"
+    # No element named for stock and no buy button (hashed class names): an element whose whole
+    # text is a stock phrase ("out of stock", "Auf Lager") says it.
+    for el in elements:
+        if len(el) or el.tag in _NOT_A_PRICE_TAGS or _in_foreign_block(el):
+            continue
+        text = _short_text(el).strip(" .!:;-–—")
+        if not text or len(text) > 40:
+            continue
+        if _OUT_OF_STOCK.fullmatch(text):
+            return "OutOfStock", f"stock phrase {text!r}"
+        if _IN_STOCK.fullmatch(text):
+            return "InStock", f"stock phrase {text!r}"
     return None, None
 
 

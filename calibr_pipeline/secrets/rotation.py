@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography.fernet import Fernet
 from sqlalchemy import column, select, table, update
 
 from calibr_pipeline.secrets.vault import KEYS_ENV, Vault, current_vault, key_file_path, reset_vault_cache, write_key_file
 
-# Every column holding a vault-encrypted secret (table, primary key, column). A new
-# connector or webhook secret adds its column here so rotation re-encrypts it.
-SECRET_COLUMNS: list[tuple[str, str, str]] = [("shops", "id", "access_token"), ("amazon_accounts", "shop_id", "sealed_credentials")]
+# Every column holding a vault-encrypted secret (table, primary key, column, and how to
+# open a value written before the vault held it: None means such a value is plaintext). A
+# new connector or webhook secret adds its column here so rotation re-encrypts it.
+def _stripe_legacy(sealed: str) -> str:
+    from calibr_pipeline.connectors.stripe.sealing import unseal_legacy
+
+    return unseal_legacy(sealed)
+
+
+def _amazon_legacy(sealed: str) -> str:
+    from calibr_pipeline.connectors.amazon_credentials import unseal_legacy
+
+    return unseal_legacy(sealed)
+
+
+SECRET_COLUMNS: list[tuple[str, str, str, Callable[[str], str] | None]] = [
+    ("shops", "id", "access_token", None),
+    ("stripe_accounts", "id", "access_token_sealed", _stripe_legacy),
+    ("stripe_accounts", "id", "refresh_token_sealed", _stripe_legacy),
+    ("amazon_accounts", "shop_id", "sealed_credentials", _amazon_legacy),
+]
 
 
 @dataclass(frozen=True)
@@ -24,10 +43,12 @@ class RotationResult:
 def reencrypt_all(connection, vault: Vault) -> int:
     """Rewrite every secret under the vault's newest key (plaintext ones are encrypted)."""
     count = 0
-    for table_name, key_name, column_name in SECRET_COLUMNS:
+    for table_name, key_name, column_name, open_legacy in SECRET_COLUMNS:
         t = table(table_name, column(key_name), column(column_name))
         rows = connection.execute(select(t.c[key_name], t.c[column_name]).where(t.c[column_name].is_not(None))).all()
         for key, stored in rows:
+            if open_legacy is not None and not vault.is_encrypted(stored):
+                stored = open_legacy(stored)  # sealed with a pre-vault key: its plaintext goes under the vault
             connection.execute(update(t).where(t.c[key_name] == key).values({column_name: vault.reencrypt(stored)}))
             count += 1
     return count

@@ -96,14 +96,17 @@ def check_dagster_instance(env: Mapping[str, str]) -> Check:
     return Check("dagster instance", OK, f"DAGSTER_HOME={home} with dagster.yaml")
 
 
-def check_secrets_key(loaded: CalibrSettings | None) -> Check:
+def check_secrets_key(loaded: CalibrSettings | None, env: Mapping[str, str]) -> Check:
+    """The vault's keys (CALIBR_SECRETS_KEYS or the key file) that encrypt every connector secret."""
+    from calibr_pipeline.secrets.vault import SecretsError, Vault
+
     if loaded is None:
         return Check("secrets key", WARN, "not checked: the environment is invalid", "fix the environment first")
-    if loaded.SECRETS_KEY is None:
-        status = FAIL if loaded.STRIPE_CONNECT_ENABLED else WARN
-        return Check("secrets key", status, "CALIBR_SECRETS_KEY is not set: connector secrets (Stripe Connect tokens) cannot be stored",
-                     "export CALIBR_SECRETS_KEY=$(calibr env generate-key) and keep it in your secret store")
-    return Check("secrets key", OK, "CALIBR_SECRETS_KEY is a valid Fernet key")
+    try:
+        vault = Vault.from_environment(env, create=False)
+    except SecretsError as exc:
+        return Check("secrets key", WARN, str(exc), "run `calibr secrets init` (the demo does) and back up the key file")
+    return Check("secrets key", OK, f"{len(vault.keys)} vault key(s) from {vault.source}")
 
 
 def _tcp(url: str, timeout: float) -> str | None:
@@ -162,6 +165,40 @@ def check_archive(loaded: CalibrSettings | None) -> Check:
     return Check("event archive", OK, f"{path} writable")
 
 
+_BROKER_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671, "pyamqp": 5672}
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def check_distributed(loaded: CalibrSettings | None, warehouse_url: str | None, *, timeout: float = 2.0,
+                      probe: Callable[[str, float], str | None] = _tcp) -> list[Check]:
+    """With CALIBR_EXECUTOR=celery: the broker answers, and warehouse and Dagster instance are
+    on PostgreSQL (the workers on other machines reach both). Nothing to check otherwise."""
+    if loaded is None or loaded.EXECUTOR != "celery" or loaded.CELERY_BROKER_URL is None:
+        return []
+    checks = []
+    broker = loaded.CELERY_BROKER_URL.get_secret_value()
+    parts = urlsplit(broker)
+    target = f"tcp://{parts.hostname}:{parts.port or _BROKER_PORTS.get(parts.scheme, 6379)}" if parts.hostname else broker
+    problem = probe(target, timeout)
+    shown = _hide_password(broker)
+    checks.append(Check("celery broker", OK, f"{shown} answers") if problem is None else
+                  Check("celery broker", FAIL, f"{shown} is unreachable: {problem}",
+                        "start redis-server (docs/deployment.md, \"Past one machine\") or correct CALIBR_CELERY_BROKER_URL"))
+    if warehouse_url is None or warehouse_url.startswith("sqlite"):
+        checks.append(Check("celery warehouse", FAIL, "the warehouse is SQLite: workers on other machines cannot reach it",
+                            "set CALIBR_WAREHOUSE_URL to a PostgreSQL URL every worker reaches"))
+    if loaded.DAGSTER_PG_URL is None:
+        checks.append(Check("celery instance", FAIL, "CALIBR_DAGSTER_PG_URL is not set: the workers open each run's instance, which must be on PostgreSQL",
+                            "export CALIBR_DAGSTER_PG_URL and use deploy/dagster.celery.yaml as $DAGSTER_HOME/dagster.yaml"))
+    return checks
+
+
 def run_doctor(env: Mapping[str, str] | None = None, warehouse_url: str | None = None) -> list[Check]:
     env = dict(os.environ if env is None else env)
     env_check, loaded = check_environment(env)
@@ -172,7 +209,8 @@ def run_doctor(env: Mapping[str, str] | None = None, warehouse_url: str | None =
     db = check_database(url) if url else Check("database", WARN, "not checked: the environment is invalid", "fix the environment first")
     checks.append(db)
     checks.append(check_dagster_instance(env))
-    checks.append(check_secrets_key(loaded))
+    checks.append(check_secrets_key(loaded, env))
     checks.append(check_archive(loaded))
     checks.extend(check_endpoints(url if db.status == OK else None, loaded))
+    checks.extend(check_distributed(loaded, url))
     return checks

@@ -18,7 +18,10 @@ _migrate_lock = threading.Lock()
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+        # A file on local disk: a pooled connection cannot have gone stale, so no ping before
+        # each checkout; and room for every thread of a busy process (the API's workers, a
+        # run's writers) so connections are reused instead of opened, set up and closed.
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -37,7 +40,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 @lru_cache(maxsize=16)
 def _sessionmaker(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    if not url.startswith("sqlite"):
+        event.listen(factory, "after_begin", _act_as_session_role)
+    return factory
+
+
+def _act_as_session_role(session: Session, _transaction, connection) -> None:
+    """PostgreSQL: every ORM transaction of the pipeline, the CLI and the API runs as a role
+    that owns nothing and cannot bypass row-level security (warehouse/rls.py), not as the
+    owner the URL names. Only migrations (``upgrade_to_head``) and dbt, which change the
+    schema, use the owner's connection. The API narrows it further to ``calibr_api`` and
+    one tenant (``enter_tenant``) for each request."""
+    from calibr_pipeline import settings
+
+    role = settings.warehouse_session_role()
+    if role is not None:
+        # set_config(…, true) is SET LOCAL ROLE: it ends with the transaction, so a pooled
+        # connection goes back to the owner for the next user (a migration, dbt).
+        connection.exec_driver_sql(f"SELECT set_config('role', '{role}', true)")
 
 
 @contextmanager

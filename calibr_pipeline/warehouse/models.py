@@ -729,7 +729,7 @@ class EventArchive(Base):
 
 class StripeAccount(Base):
     """A Stripe Connect Standard account a tenant connected through OAuth. Tokens are sealed
-    (Fernet with CALIBR_SECRETS_KEY, ``connectors/stripe/sealing.py``): never logged, never shown."""
+    by the secrets vault (``connectors/stripe/sealing.py``): never logged, never shown."""
 
     __tablename__ = "stripe_accounts"
 

@@ -89,18 +89,11 @@ def apply_row_level_security(connection: Connection) -> None:
     if missing_usage:
         connection.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {', '.join(missing_usage)}"))
     for role in ROLES:
-        tables = connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND NOT has_table_privilege(:r, quote_ident(schemaname) || '.' || quote_ident(tablename), 'SELECT, INSERT, UPDATE, DELETE')"
-        ), {"r": role}).scalars().all()
-        for table in tables:
-            connection.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}."{table}" TO {role}'))
-        sequences = connection.execute(text(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() "
-            "AND NOT has_sequence_privilege(:r, quote_ident(schemaname) || '.' || quote_ident(sequencename), 'USAGE')"
-        ), {"r": role}).scalars().all()
-        for sequence in sequences:
-            connection.execute(text(f'GRANT USAGE, SELECT ON SEQUENCE {schema}."{sequence}" TO {role}'))
+        _grant_missing(connection, schema, role, "pg_tables", "tablename", "has_table_privilege", "SELECT, INSERT, UPDATE, DELETE")
+        _grant_missing(connection, schema, role, "pg_sequences", "sequencename", "has_sequence_privilege", "USAGE", "USAGE, SELECT", kind="SEQUENCE ")
+    # The analyst views run with their owner's rights (no row-level security under them):
+    # the pipeline, which works across tenants anyway, reads them; the API role never does.
+    _grant_missing(connection, schema, PIPELINE_ROLE, "pg_views", "viewname", "has_table_privilege", "SELECT")
     by_tenant, by_project = tenant_tables(connection)
     predicates = {table: f"tenant_id = {_TENANT}" for table in by_tenant}
     predicates |= {
@@ -120,6 +113,18 @@ def apply_row_level_security(connection: Connection) -> None:
         ):
             if (table, policy) not in existing:
                 connection.execute(text(f'CREATE POLICY "{policy}" ON "{table}" TO {role} USING ({using}) WITH CHECK ({using})'))
+
+
+def _grant_missing(connection: Connection, schema: str, role: str, catalog: str, name: str, has_privilege: str, checked: str,
+                   granted: str | None = None, *, kind: str = "") -> None:
+    """GRANT ``granted`` (default: ``checked``) to ``role`` on each object of the schema listed
+    in ``catalog`` that lacks ``checked``: only what is missing, so repeated upgrades lock nothing."""
+    missing = connection.execute(text(
+        f"SELECT {name} FROM {catalog} WHERE schemaname = current_schema() "
+        f"AND NOT {has_privilege}(:r, quote_ident(schemaname) || '.' || quote_ident({name}), :p)"
+    ), {"r": role, "p": checked}).scalars().all()
+    for object_name in missing:
+        connection.execute(text(f'GRANT {granted or checked} ON {kind}{schema}."{object_name}" TO {role}'))
 
 
 def remove_row_level_security(connection: Connection) -> None:

@@ -14,6 +14,7 @@ p50/p95/p99 per endpoint and the throughput. PostgreSQL uses a throw-away databa
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import random
 import socket
@@ -70,8 +71,15 @@ def seed(url: str, n_targets: int) -> tuple[str, str, int, int]:
                      max_attempts=3, idempotency_key=f"{big}:{i}", explain={"final_price": "18.99", "steps": []}) for i, v in enumerate(variant_ids)]
         for start in range(0, len(rows), 20000):
             connection.execute(insert(RuleTarget), rows[start:start + 20000])
-        events = [dict(tenant_id=tenant_id, project_id=project_id, run_id=big, event_type="price.applied", actor="bench", payload={"sku": f"SKU-{i:06d}"},
-                       created_at=now - timedelta(seconds=i)) for i in range(20000)]
+        # Payloads as the write path records them (valid price.applied v1): the audit reader
+        # validates each row, and an invalid one takes the slow error-collecting path.
+        events = [
+            dict(tenant_id=tenant_id, project_id=project_id, run_id=big, event_type="price.applied", actor="bench",
+                 payload={"run_id": big, "target_id": 1 + i, "sku": f"SKU-{i:06d}", "from": "19.99", "to": "18.99",
+                          "currency": "USD", "idempotency_key": f"{big}:{i}", "note": None},
+                 created_at=now - timedelta(seconds=i))
+            for i in range(20000)
+        ]
         connection.execute(insert(EventLog), events)
         first, last = connection.execute(select(text("min(id), max(id)")).select_from(RuleTarget.__table__).where(RuleTarget.run_id == big)).one()
     with engine.connect() as connection:  # fresh statistics, as autovacuum/autoanalyze keeps them in production
@@ -86,21 +94,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(url: str) -> tuple[subprocess.Popen, str]:
+def start_api(url: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(os.environ, CALIBR_API_RATE_LIMIT="100000000")
-    process = subprocess.Popen([sys.executable, "-m", "calibr_pipeline.cli", "--warehouse-url", url, "api", "--port", str(port)],
+    state_parent = tempfile.mkdtemp(prefix="bench-api-")  # where `calibr api` puts its workers' shared folder
+    env = dict(os.environ, CALIBR_API_RATE_LIMIT="100000000", TMPDIR=state_parent)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen([sys.executable, "-m", "calibr_pipeline.cli", "--warehouse-url", url, "api", "--port", str(port), "--workers", str(workers)],
                                env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if requests.get(base + "/api/health", timeout=1).ok:
-                return process, base
+                break
         except requests.RequestException:
             time.sleep(0.2)
-    process.kill()
-    raise SystemExit("calibr api did not start")
+    else:
+        process.kill()
+        raise SystemExit("calibr api did not start")
+    # The first worker answers while the others may still be importing the app: measure only
+    # once every worker has served (each then has a metrics file in the shared folder).
+    while workers > 1 and time.monotonic() < deadline:
+        if len(glob.glob(os.path.join(state_parent, "calibr-api-*", "metrics", "counter_*.db"))) >= workers:
+            break
+        threads = [threading.Thread(target=requests.get, args=(base + "/console/login",), kwargs={"timeout": 5}) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return process, base
 
 
 def drive(base: str, token: str, run_id: str, first: int, last: int, clients: int, seconds: float) -> dict[str, list[float]]:
@@ -152,7 +174,7 @@ def bench(url: str, label: str, args) -> bool:
     upgrade_to_head(url)
     token, run_id, first, last = seed(url, args.targets)
     print(f"[{label}] seeded {last - first + 1} targets, 301 runs, 20,000 events in {time.perf_counter() - t0:.1f} s")
-    process, base = start_api(url)
+    process, base = start_api(url, args.workers)
     try:
         latencies = drive(base, token, run_id, first, last, args.clients, args.seconds)
     finally:
@@ -160,7 +182,7 @@ def bench(url: str, label: str, args) -> bool:
         process.wait(10)
     ok = True
     total = sum(len(v) for v in latencies.values())
-    print(f"[{label}] {args.clients} clients, {args.seconds:.0f} s: {total} requests, {total / args.seconds:.0f} req/s")
+    print(f"[{label}] {args.clients} clients, {args.seconds:.0f} s, {args.workers} API worker process(es): {total} requests, {total / args.seconds:.0f} req/s")
     for name, values in latencies.items():
         p95 = pct(values, 0.95)
         ok &= p95 < GOAL_P95_MS
@@ -175,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--targets", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="calibr api --workers (default 2: one per core of the reference machine)")
     args = parser.parse_args(argv)
     results = []
     if args.backend in ("sqlite", "both"):

@@ -455,6 +455,28 @@ def test_extraction_error_becomes_outcome(server: PageServer, sleeps: list[float
     assert outcome.attempts == 1 and outcome.content_sha256 is not None
 
 
+def test_price_less_page_keeps_its_stated_stock_state(server: PageServer, sleeps: list[float]) -> None:
+    """A sold-out page without a price (development set: amazon_mx_out_of_stock_no_price.html)
+    is still a PARSE_NO_PRICE outcome, but its "OutOfStock" reaches the observation."""
+    from pathlib import Path
+
+    from calibr_pipeline.domain.offer_extraction import extract_offer
+    from calibr_pipeline.services.competitor_monitoring import to_observation
+
+    page = Path(__file__).resolve().parent.parent / "fixtures" / "pages" / "pages" / "amazon_mx_out_of_stock_no_price.html"
+    server.routes["/dp/2"] = html(page.read_text(encoding="utf-8"))
+    server.routes["/p/plain"] = html("<html><body><h1>Widget</h1><p>Nice widget.</p></body></html>")
+    with make_scraper(sleeps, html_extractor=extract_offer) as scraper:
+        sold_out = scraper.scrape(ListingTarget(1, server.base() + "/dp/2"))
+        silent = scraper.scrape(ListingTarget(2, server.base() + "/p/plain"))
+    assert sold_out.error_class is ErrorClass.PARSE_NO_PRICE and sold_out.offer is None
+    assert sold_out.availability == "OutOfStock"
+    observation = to_observation(sold_out)
+    assert (observation.status, observation.amount, observation.availability) == ("error", None, "OutOfStock")
+    assert silent.error_class is ErrorClass.PARSE_NO_PRICE and silent.availability is None
+    assert to_observation(silent).availability is None
+
+
 def test_extractor_crash_is_an_outcome_not_an_exception(server: PageServer, sleeps: list[float]) -> None:
     server.routes["/p"] = html(PRODUCT_PAGE)
 

@@ -1,10 +1,10 @@
 """Fairness between tenants in the run queue (issue 12).
 
 Tenant A floods the queue (a 100,000-listing backfill or a storm of sensor runs, all queued
-before tenant B's apply). With the instance configuration we ship (dagster.yaml and
-deploy/dagster.postgres.yaml: ``calibr/tenant`` at most 2 runs per tenant), the queued-run
-daemon starts B's apply in the very next dequeue iteration — the latency it has on an idle
-instance (one ``dequeue_interval_seconds``). Without the per-tenant limit the same queue
+before tenant B's apply). With the instance configuration we ship (dagster.yaml,
+deploy/dagster.postgres.yaml and deploy/dagster.celery.yaml: ``calibr/tenant`` at most 2 runs
+per tenant), the queued-run daemon starts B's apply in the very next dequeue iteration — the
+latency it has on an idle instance (one ``dequeue_interval_seconds``). Without the per-tenant limit the same queue
 makes B wait behind A, which is what the last test shows.
 """
 
@@ -61,7 +61,7 @@ def _flood_then_apply(queue: dict) -> tuple[bool, int, int]:
         return _started(instance, b_apply), sum(_started(instance, r) for r in a_runs), queue["max_concurrent_runs"]
 
 
-@pytest.mark.parametrize("config_file", ["dagster.yaml", "deploy/dagster.postgres.yaml"])
+@pytest.mark.parametrize("config_file", ["dagster.yaml", "deploy/dagster.postgres.yaml", "deploy/dagster.celery.yaml"])
 def test_tenant_b_apply_starts_in_the_next_dequeue_while_tenant_a_floods_the_queue(config_file):
     b_started, a_started, slots = _flood_then_apply(_queue_config(config_file))
     assert b_started, "tenant B's apply waited behind tenant A's queue"

@@ -212,3 +212,120 @@ def test_auction_current_bid_not_starting_price():
     <button class="place-bid">Place bid</button></div>"""
     result = extract_offer(page(body=body, lang="en-US"), "https://auctions.example.com/itm/1")
     assert (result.amount, result.currency) == (D("57.00"), "USD")
+
+
+# ----------------------------------------------------------------- development-set pages (pages10b)
+
+MERCADO_LIBRE_PRICE = """
+<h1 class="ui-pdp-title">Fone De Ouvido Sem Fio Huawei FreeBuds Pro 5</h1>
+<div class="ui-pdp-price__main-container">
+  <s class="andes-money-amount andes-money-amount--previous ui-pdp-price__part">
+    <span class="andes-money-amount__fraction">1.299</span>
+    <span class="andes-money-amount__cents">00</span>
+  </s>
+  <div class="ui-pdp-price__second-line">
+    <span class="andes-money-amount ui-pdp-price__part andes-money-amount--cents-superscript">
+      <span class="andes-money-amount__currency-symbol">R$</span>
+      <span class="andes-money-amount__fraction">799</span>
+      <span class="andes-money-amount__cents">90</span>
+    </span>
+  </div>
+</div>
+<button class="ui-pdp-buy-button">Comprar agora</button>"""
+
+
+def test_price_in_fraction_and_cents_parts_reads_fraction_as_the_whole_units():
+    # Mercado Libre's andes-money-amount: "__fraction" holds the whole units, "__cents" the cents.
+    result = extract_offer(page(body=MERCADO_LIBRE_PRICE, lang="pt-BR"), "https://www.mercadolivre.com.br/p/MLB1")
+    assert (result.amount, result.currency, result.source) == (D("799.90"), "BRL", "dom")
+    assert result.regular_amount == D("1299.00")
+    assert result.availability == "InStock"
+
+
+def test_whole_and_fraction_parts_still_read_as_before():
+    body = ('<h1>Kettle</h1><span class="a-price"><span class="a-price-symbol">$</span>'
+            '<span class="a-price-whole">149.</span><span class="a-price-fraction">99</span></span>')
+    assert extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p").amount == D("149.99")
+
+
+BOOK_CARD = """<div class="product-item">
+  <a class="product-title" href="https://www.bkmkitap.com/gunesi-uyandiralim">Güneşi Uyandıralım</a>
+  <span class="product-price">199,60 TL</span>
+  <a class="model-title" href="/yazar/sabahattin-ali">Sabahattin Ali</a>
+</div>"""
+
+
+def test_a_page_that_is_one_saved_product_card_is_that_product():
+    result = extract_offer(page(body=BOOK_CARD, lang="tr"), "https://www.bkmkitap.com/gunesi-uyandiralim")
+    assert (result.amount, result.currency, result.source) == (D("199.60"), "TRY", "dom")
+
+
+def test_two_product_cards_are_a_listing_and_give_no_price():
+    body = BOOK_CARD + BOOK_CARD.replace("199,60", "149,00").replace("gunesi-uyandiralim", "baska-kitap")
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="tr"), "https://www.bkmkitap.com/arama?q=sabahattin")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+def test_the_main_price_beats_a_lone_product_card_beside_it():
+    body = ('<h1>Kürk Mantolu Madonna</h1><span class="price">89,90 TL</span>'
+            '<button class="add-to-cart">Sepete Ekle</button>' + BOOK_CARD)
+    result = extract_offer(page(body=body, lang="tr"), "https://www.kitapyurdu.com/kitap/kurk-mantolu-madonna/123.html")
+    assert result.amount == D("89.90")
+
+
+def test_a_lone_product_card_inside_a_related_block_is_still_another_product():
+    body = '<h1>Sold out book</h1><section class="related-products">' + BOOK_CARD + "</section>"
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="tr"), "https://www.bkmkitap.com/tukenen-kitap")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+SHOPEE_LIKE = """<div class="page-product">
+  <div class="vR6vdF">Fone de Ouvido Bluetooth Huawei FreeBuds Pro 5 Prata Fosco Original</div>
+  <div class="G27ShZ">R$ 819,00</div>
+  <div class="line-through">R$ 1.150,00</div>
+  <span class="mini-vouchers__vouchers">CUPOM SHOPEE R$ 30</span>
+</div>"""
+
+
+def test_hashed_class_names_the_one_amount_standing_alone_is_the_price():
+    result = extract_offer(page(body=SHOPEE_LIKE, lang="pt-BR"), "https://shopee.com.br/produto-i.1.2")
+    assert (result.amount, result.currency, result.source) == (D("819.00"), "BRL", "dom")
+    assert result.regular_amount == D("1150.00")  # struck through by a utility class
+    assert result.confidence <= 0.5
+
+
+def test_several_amounts_standing_alone_are_ambiguous_not_a_guess():
+    body = '<div class="x1"><div class="a9">Kettle</div><div class="b7">$23.00</div></div><div class="c3"><div class="d1">$31.50</div></div>'
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert info.value.error_class is ErrorClass.PARSE_AMBIGUOUS
+    assert {c["amount"] for c in info.value.candidates} == {"23.00", "31.50"}
+
+
+def test_a_lone_amount_after_a_shipping_label_or_in_a_link_is_not_the_price():
+    body = ('<div class="k2"><span class="q1">Shipping</span><span class="q2">$4.95</span></div>'
+            '<a class="z9" href="/gift">$25.00</a>')
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+
+
+def test_a_named_price_still_wins_over_a_lone_amount():
+    body = '<h1>Kettle</h1><span class="price">$23.00</span><div class="b7">$99.00</div>'
+    assert extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p").amount == D("23.00")
+
+
+def test_a_whole_part_without_a_fraction_part_holds_the_complete_price():
+    body = '<div class="card-header">Kettle</div><div class="a-section"><span class="a-price-whole">$49.99</span></div><div id="availability">In stock</div>'
+    result = extract_offer(page(body=body, lang="en-US"), "https://x.example.com/p")
+    assert (result.amount, result.availability) == (D("49.99"), "InStock")
+
+
+def test_a_stock_phrase_in_an_unnamed_element_is_read_when_nothing_else_says():
+    body = '<div class="card"><div class="card-header">Product 1</div><div class="_3XINqE">out of stock</div></div>'
+    with pytest.raises(ExtractionError) as info:
+        extract_offer(page(body=body, lang="en-IN"), "https://www.flipkart.com/p/itm1")
+    assert info.value.error_class is ErrorClass.PARSE_NO_PRICE
+    assert info.value.availability == "OutOfStock"

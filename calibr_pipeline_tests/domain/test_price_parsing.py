@@ -194,3 +194,14 @@ def test_zero_decimal_currency_grouping_parses_back_exactly(yen, thousands):
     text = "¥" + _group(str(yen), thousands)
     parsed = parse_price(text)
     assert (parsed.amount, parsed.currency) == (Decimal(yen), "JPY")
+
+
+def test_a_text_longer_than_any_price_is_refused_before_parsing():
+    # A hostile page's data-price="999…9" (200,000 digits) once spent 25 s in price_parser's
+    # quadratic separator search; it is refused by its length, with a short message.
+    with pytest.raises(PriceParseError) as caught:
+        parse_amount("9" * 200_000)
+    assert caught.value.error_class is ErrorClass.PARSE_NO_PRICE and "200,000 characters are not a price" in str(caught.value)
+    assert len(str(caught.value)) < 200
+    longest = "Sale price: 1.299,00 € incl. VAT" + " " * 200
+    assert parse_amount(longest[:256])[0] == Decimal("1299.00")

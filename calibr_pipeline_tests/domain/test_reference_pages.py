@@ -1,15 +1,15 @@
-"""Vendored third-party reference pages (see fixtures/extraction/README.md) must all extract."""
+"""The original vendored reference pages (fixtures/pages/, see its README.md) must all extract exactly."""
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from calibr_pipeline.domain.offer_extraction import extract_offer
+from calibr_pipeline_tests.extraction_report import PAGES, reference_entries
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "extraction"
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+FIXTURES = PAGES
+MANIFEST = reference_entries(FIXTURES)
 
 # Pages with no single correct price (expected_price null): the answers the manifest's note
 # accepts, and the stated range the extraction must report alongside.
@@ -51,9 +51,11 @@ def test_monsterpetsupplies_uses_the_lowest_from_price():
 
 
 def test_every_vendored_page_is_in_the_manifest_with_its_licence():
-    listed = {e["file"] for e in MANIFEST}
+    manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+    listed = {e["file"] for e in manifest}
     on_disk = {p.name for p in (FIXTURES / "pages").iterdir()}
     assert listed == on_disk
+    assert {e["file"] for e in MANIFEST} <= listed
     for entry in MANIFEST:
         licence = FIXTURES / LICENCE_FILES[entry["source_repo"]]
         assert licence.is_file() and licence.stat().st_size > 1000

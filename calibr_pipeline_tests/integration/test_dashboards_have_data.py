@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -69,6 +70,7 @@ from calibr_pipeline.services.rule_runs import (
     request_apply_of,
     save_rule,
 )
+from calibr_pipeline.services.api_tokens import create_token
 from calibr_pipeline.warehouse.engine import session_scope
 from calibr_pipeline.warehouse.models import (
     CompetitorPriceObservation,
@@ -97,7 +99,7 @@ DATA_DEADLINE_S = 30  # after the activity, how long every panel gets to show da
 # -- Prometheus and the blackbox exporter --------------------------------------------------------
 
 
-def prometheus_config(calibr_target: str, blackbox_address: str, health_url: str) -> dict:
+def prometheus_config(calibr_target: str, blackbox_address: str, health_url: str, api_target: str) -> dict:
     """The project's prometheus.yml with loopback addresses of this test and 1 s intervals.
 
     The ``calibr`` and ``blackbox-calibr-health`` jobs are taken from the real file (job
@@ -110,6 +112,10 @@ def prometheus_config(calibr_target: str, blackbox_address: str, health_url: str
     calibr = jobs["calibr"]
     calibr.pop("file_sd_configs")
     calibr["static_configs"] = [{"targets": [calibr_target]}]
+
+    api = jobs["calibr-api"]
+    api.pop("file_sd_configs")
+    api["static_configs"] = [{"targets": [api_target]}]
 
     probe = jobs["blackbox-calibr-health"]
     probe.pop("file_sd_configs")
@@ -125,7 +131,7 @@ def prometheus_config(calibr_target: str, blackbox_address: str, health_url: str
             "evaluation_interval": f"{SCRAPE_INTERVAL_S}s",
         },
         "rule_files": [str(PROMETHEUS_DIR / name) for name in deployed["rule_files"]],
-        "scrape_configs": [calibr, probe],
+        "scrape_configs": [calibr, api, probe],
     }
 
 
@@ -248,6 +254,46 @@ def http_traffic(base: str) -> None:
     requests.post(base + "/health", timeout=10)
 
 
+class ApiServer:
+    """``calibr api``'s app on loopback (uvicorn in a thread), as `calibr api` serves it."""
+
+    def __init__(self, warehouse_url: str):
+        import uvicorn
+
+        from calibr_pipeline.api.app import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(warehouse_url), host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "ApiServer":
+        self.thread.start()
+        wait_until(lambda: _answers(self.url + "/api/health"), 20, "calibr api to start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def api_traffic(base: str, token: str) -> None:
+    """Reads of the main routes, and the clients' mistakes (401 without a token, 404, 422)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    for path in ("/api/v1/runs", "/api/v1/audit?limit=20", "/api/v1/price-changes", f"/api/v1/projects/{TENANT}/competitors", "/api/health"):
+        assert requests.get(base + path, headers=auth, timeout=10).status_code == 200, path
+    assert requests.get(base + "/api/v1/runs", timeout=10).status_code == 401
+    assert requests.get(base + "/api/v1/runs/no-such-run", headers=auth, timeout=10).status_code == 404
+    assert requests.get(base + "/api/v1/runs?limit=0", headers=auth, timeout=10).status_code == 422
+
+
 def start_daemon_heartbeats(instance: dg.DagsterInstance) -> None:
     from dagster._daemon.types import DaemonHeartbeat
 
@@ -276,6 +322,8 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
         ).start()
         stack.callback(server.stop)
         monkeypatch.setenv("CALIBR_PROBE_TARGETS", f"calibr_health={server.url}/health")
+        api = ApiServer(url).start()
+        stack.callback(api.stop)
 
         # 1. the demo run --------------------------------------------------------------------
         seed_fx_rates(url, yesterday)
@@ -305,6 +353,9 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
         pipeline.execute("synthetic_probes")
 
         http_traffic(server.url)
+        with session_scope(url) as session:
+            api_token = create_token(session, tenant_slug=TENANT, scope="read", actor="test").token
+        api_traffic(api.url, api_token)
         # No daemon heartbeat yet: a strict checker gets 503 (a real 5xx of the server).
         strict = requests.get(f"{server.url}/health/detailed?strict=1", timeout=10)
         assert strict.status_code == 503 and "worker_queue" in strict.json()["failing"], strict.text
@@ -323,7 +374,7 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
         config = tmp_path / "prometheus.yml"
         config.write_text(
             yaml.safe_dump(
-                prometheus_config(f"{server.host}:{server.port}", f"127.0.0.1:{blackbox_port}", f"{server.url}/health"),
+                prometheus_config(f"{server.host}:{server.port}", f"127.0.0.1:{blackbox_port}", f"{server.url}/health", f"127.0.0.1:{api.port}"),
                 sort_keys=False,
             )
         )
@@ -364,7 +415,7 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
             return samples_of(base, f'sum(sum_over_time(up{{job="{job}"}}[10m]))')
 
         try:
-            wait_until(lambda: scrapes("calibr") >= 2 and scrapes("blackbox-calibr-health") >= 2, 30, "the first scrapes")
+            wait_until(lambda: scrapes("calibr") >= 2 and scrapes("calibr-api") >= 2 and scrapes("blackbox-calibr-health") >= 2, 30, "the first scrapes")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{logs()}") from None
 
@@ -376,6 +427,7 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
         pipeline.rule_run()
         pipeline.execute("synthetic_probes")
         http_traffic(server.url)
+        api_traffic(api.url, api_token)
         start_daemon_heartbeats(instance)
         assert set(SCHEDULE_NAMES) <= {
             r.dagster_run.tags.get(SCHEDULE_NAME_TAG) for r in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))

@@ -107,6 +107,12 @@ def test_outbox_event_applies_every_target_once_and_audits_it(defs, world, wareh
     assert result.success
     run = _run(warehouse_url, run_id)
     assert run.state == "APPLIED" and run.started_at and run.completed_at
+    # The preview's partition keeps the state it was computed in, and an observation after the
+    # apply says where the run ended: the UI never shows QUEUED as the latest word on an applied run.
+    preview = instance.get_latest_materialization_event(dg.AssetKey("rule_targets")).asset_materialization
+    assert preview.partition == run_id and preview.metadata["run_state_at_preview"].value == "QUEUED"
+    (observation,) = [r.asset_observation for r in instance.fetch_observations(dg.AssetKey("rule_targets"), limit=10).records]
+    assert observation.partition == run_id and observation.metadata["run_state"].value == "APPLIED"
     targets = _targets(warehouse_url, run_id)
     assert len(targets) >= 100 and {t.state for t in targets} == {"APPLIED"}
     live = shop.catalog()

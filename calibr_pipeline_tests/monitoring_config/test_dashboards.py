@@ -81,6 +81,8 @@ def test_dashboard_queries_only_use_contract_metrics(path):
         "calibr_dagster_daemon_heartbeat_age_seconds", "calibr_http_requests_total",
         "calibr_http_request_duration_seconds", "calibr_probe_success", "calibr_probe_duration_seconds",
         "calibr_warehouse_up", "calibr_warehouse_query_duration_seconds",
+        # `calibr api` (issue 13)
+        "calibr_api_requests_total", "calibr_api_request_duration_seconds",
         # Stripe connector (issue 11)
         "calibr_stripe_sync_runs_total", "calibr_stripe_sync_duration_seconds", "calibr_stripe_webhook_backlog",
         "calibr_stripe_webhook_signature_failures_total",

@@ -139,3 +139,35 @@ def test_shop_endpoint_policy_refuses(url):
 def test_shop_endpoint_policy_accepts_https_and_sandbox_http():
     assert validate_shop_endpoint("https://x.myshopify.com/admin/api/2025-01/graphql.json") == "https://x.myshopify.com/admin/api/2025-01/graphql.json"
     assert validate_shop_endpoint("http://127.0.0.1:9999/graphql.json", allowed_hosts=("127.0.0.1:9999",))
+
+
+def test_rotate_moves_stripe_tokens_sealed_before_the_vault_under_it(sqlite_warehouse_url, key_file_env, monkeypatch):
+    """Stripe Connect tokens share the vault's keys; ones sealed under the old CALIBR_SECRETS_KEY
+    are opened with it once and re-encrypted, so rotation covers every connector secret."""
+    from calibr_pipeline.connectors.stripe.sealing import SecretsUnavailable, seal_secret, unseal_secret
+    from calibr_pipeline.warehouse.models import StripeAccount, Tenant
+
+    legacy_key = Fernet.generate_key().decode()
+    legacy = Fernet(legacy_key.encode()).encrypt(b"sk_test_legacy").decode()
+    with session_scope(sqlite_warehouse_url) as session:
+        tenant = get_or_create_tenant(session, "striped")
+        session.add(StripeAccount(tenant_id=tenant.id, account_id="acct_legacy", access_token_sealed=legacy, refresh_token_sealed=seal_secret("rt_new"),
+                                  scope="read_write"))
+    with session_scope(sqlite_warehouse_url) as session:
+        account = session.scalar(select(StripeAccount))
+        assert Vault.is_encrypted(account.refresh_token_sealed) and unseal_secret(account.refresh_token_sealed) == "rt_new"
+        with pytest.raises(SecretsUnavailable, match="CALIBR_SECRETS_KEY, its key, is not set"):
+            unseal_secret(account.access_token_sealed)
+    # Without the legacy key rotation cannot read the old token: it stops, changing nothing.
+    with pytest.raises(SecretsUnavailable):
+        rotate(sqlite_warehouse_url)
+    with session_scope(sqlite_warehouse_url) as session:
+        assert session.scalar(select(StripeAccount)).access_token_sealed == legacy
+    monkeypatch.setenv("CALIBR_SECRETS_KEY", legacy_key)
+    result = rotate(sqlite_warehouse_url)
+    assert result.reencrypted == 2
+    monkeypatch.delenv("CALIBR_SECRETS_KEY")
+    with session_scope(sqlite_warehouse_url) as session:
+        account = session.scalar(select(StripeAccount))
+        assert Vault.is_encrypted(account.access_token_sealed) and "sk_test_legacy" not in account.access_token_sealed
+        assert unseal_secret(account.access_token_sealed) == "sk_test_legacy" and unseal_secret(account.refresh_token_sealed) == "rt_new"

@@ -19,7 +19,7 @@ def stripe_world(monkeypatch):
     monkeypatch.setenv("CALIBR_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
     monkeypatch.setenv("CALIBR_STRIPE_API_BASE", server.base_url)
     monkeypatch.setenv("CALIBR_STRIPE_CONNECT_BASE", server.base_url)
-    monkeypatch.setenv("CALIBR_SECRETS_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("CALIBR_SECRETS_KEYS", Fernet.generate_key().decode())  # the vault seals Connect tokens
     # the SDK's backoff starts at 0.5 s; keep fault tests quick
     import stripe
 

@@ -135,3 +135,22 @@ def test_applying_rls_again_changes_nothing(pg_url):
         apply_row_level_security(connection)
         assert connection.execute(text("SELECT count(*) FROM pg_policies")).scalar_one() == before
     upgrade_to_head(pg_url)
+
+
+def test_pipeline_sessions_act_as_the_pipeline_role_not_the_owner(pg_url, two_tenants, monkeypatch):
+    """Every ORM transaction (sensors, assets, CLI, API) runs as calibr_pipeline: no DDL, no
+    BYPASSRLS; a tenant set for the transaction narrows it to that tenant's rows."""
+    with session_scope(pg_url) as session:
+        assert session.execute(text("SELECT current_user")).scalar_one() == PIPELINE_ROLE
+        assert session.execute(text("SELECT count(*) FROM rule_runs")).scalar_one() == 2  # cross-tenant work, no tenant set
+    with pytest.raises(DBAPIError, match="must be owner|permission denied"):
+        with session_scope(pg_url) as session:
+            session.execute(text("ALTER TABLE rule_runs ADD COLUMN sneaky integer"))
+    with session_scope(pg_url) as session:
+        session.commit()  # a new transaction is the pipeline role again, not the owner
+        assert session.execute(text("SELECT current_user")).scalar_one() == PIPELINE_ROLE
+        enter_tenant(session, two_tenants["alpha"], role=PIPELINE_ROLE)
+        assert session.execute(text("SELECT count(*) FROM rule_runs")).scalar_one() == 1
+    monkeypatch.setenv("CALIBR_WAREHOUSE_SESSION_ROLE", "owner")
+    with session_scope(pg_url) as session:
+        assert session.execute(text("SELECT current_user")).scalar_one() not in (PIPELINE_ROLE, API_ROLE)

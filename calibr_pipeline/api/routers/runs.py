@@ -16,7 +16,6 @@ from datetime import datetime
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import defer
 
 from calibr_pipeline.api.auth import open_scope
 from calibr_pipeline.api.errors import ApiError, ConflictError
@@ -122,6 +121,13 @@ def run_json(scope: TenantScope, run: RuleRun, *, detail: bool = False) -> dict:
     return data
 
 
+# What target_json reads: a RuleTarget or a row of these columns.
+_TARGET_PAGE_COLUMNS = tuple(getattr(RuleTarget, name) for name in (
+    "id", "run_id", "sku", "variant_id", "currency", "from_price", "to_price", "action", "proposal_status", "reason", "state",
+    "attempts", "max_attempts", "error", "error_code", "last_attempt_at", "applied_at",
+))
+
+
 def target_json(t: RuleTarget) -> dict:
     return {
         "id": t.id, "runId": t.run_id, "skuId": t.sku, "variantId": t.variant_id, "currency": t.currency,
@@ -133,8 +139,9 @@ def target_json(t: RuleTarget) -> dict:
 
 def list_targets(scope: TenantScope, run_id: str, *, state: str | None, limit: int, cursor: str | None) -> dict:
     scope.run(run_id)
-    # The explain trace is the heavy column and the page does not show it (GET …/explain does).
-    query = scope.select(RuleTarget).options(defer(RuleTarget.explain)).where(RuleTarget.run_id == run_id).order_by(RuleTarget.id)
+    # Plain rows of the columns the page shows, not ORM objects: no explain trace (the heavy
+    # column; GET …/explain has it) and no identity-map bookkeeping for a read-only page.
+    query = scope.select(RuleTarget, *_TARGET_PAGE_COLUMNS).where(RuleTarget.run_id == run_id).order_by(RuleTarget.id)
     if state:
         valid = {s.value for s in TargetState}
         if state not in valid:
@@ -143,7 +150,7 @@ def list_targets(scope: TenantScope, run_id: str, *, state: str | None, limit: i
     after = after_id(cursor)
     if after is not None:
         query = query.where(RuleTarget.id > after)
-    rows = scope.session.scalars(query.limit(limit + 1)).all()
+    rows = scope.session.execute(query.limit(limit + 1)).all()
     items = [target_json(t) for t in rows[:limit]]
     return page(items, encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
 

@@ -1,7 +1,10 @@
-"""Connector secrets at rest: the one place that encrypts and decrypts them.
+"""Stripe Connect tokens at rest: the one place that encrypts and decrypts them.
 
-Today: Fernet (``cryptography``) keyed by ``CALIBR_SECRETS_KEY``. When the secrets vault
-(``calibr_pipeline/secrets``) lands, these two functions switch to it and nothing else changes.
+They go through the secrets vault (``calibr_pipeline/secrets``), like shop tokens: one set of
+keys (``CALIBR_SECRETS_KEYS`` or the key file), rotated with ``calibr secrets rotate``.
+Tokens sealed before the vault took them over (plain Fernet under ``CALIBR_SECRETS_KEY``,
+without the vault's prefix) still open with that key; rotation moves them under the vault,
+after which ``CALIBR_SECRETS_KEY`` can be unset.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from cryptography.fernet import Fernet, InvalidToken
 
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.secrets.vault import current_vault
 from calibr_pipeline.settings import load_settings
 
 
@@ -16,21 +20,26 @@ class SecretsUnavailable(CalibrError):
     pass
 
 
-def _fernet(key: str | None = None) -> Fernet:
-    if key is None:
-        configured = load_settings().SECRETS_KEY
-        if configured is None:
-            raise SecretsUnavailable("CALIBR_SECRETS_KEY is not set: generate one with `calibr env generate-key`")
-        key = configured.get_secret_value()
-    return Fernet(key.encode())
+def seal_secret(plaintext: str) -> str:
+    return current_vault().encrypt(plaintext)
 
 
-def seal_secret(plaintext: str, *, key: str | None = None) -> str:
-    return _fernet(key).encrypt(plaintext.encode()).decode()
+def unseal_secret(sealed: str) -> str:
+    vault = current_vault()
+    if vault.is_encrypted(sealed):
+        return vault.decrypt(sealed)
+    return unseal_legacy(sealed)
 
 
-def unseal_secret(sealed: str, *, key: str | None = None) -> str:
+def unseal_legacy(sealed: str) -> str:
+    """A token sealed before the vault: Fernet under ``CALIBR_SECRETS_KEY``."""
+    configured = load_settings().SECRETS_KEY
+    if configured is None:
+        raise SecretsUnavailable(
+            "a Stripe token was sealed before the secrets vault and CALIBR_SECRETS_KEY, its key, is not set: "
+            "set it and run `calibr secrets rotate` to move the token under the vault"
+        )
     try:
-        return _fernet(key).decrypt(sealed.encode()).decode()
-    except InvalidToken:
-        raise SecretsUnavailable("a stored Stripe token cannot be decrypted with CALIBR_SECRETS_KEY (was the key rotated?)") from None
+        return Fernet(configured.get_secret_value().encode()).decrypt(sealed.encode()).decode()
+    except (InvalidToken, ValueError):
+        raise SecretsUnavailable("a stored Stripe token cannot be decrypted with CALIBR_SECRETS_KEY (was the key changed?)") from None

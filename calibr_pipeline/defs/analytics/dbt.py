@@ -27,6 +27,8 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from sqlalchemy.engine import make_url
 
+from calibr_pipeline.warehouse.engine import get_engine
+from calibr_pipeline.warehouse.rls import apply_row_level_security
 from calibr_pipeline.defs.resources import WarehouseResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "analytics_dbt"
@@ -128,3 +130,8 @@ def analytics_models(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     # would otherwise keep one folder per run under the project's target/).
     with tempfile.TemporaryDirectory(prefix="calibr-dbt-run-") as scratch:
         yield from dbt_cli(warehouse.resolved_url).cli(["build"], context=context, target_path=Path(scratch)).stream()
+    # dbt (as the owner) drops and recreates its tables, and a new table has neither the
+    # pipeline/API roles' grants nor row-level security: give them back before any reader
+    # (digest, API overview, metrics) runs as calibr_pipeline or calibr_api. PostgreSQL only.
+    with get_engine(warehouse.resolved_url).begin() as connection:
+        apply_row_level_security(connection)

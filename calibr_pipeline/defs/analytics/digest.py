@@ -9,14 +9,14 @@ from sqlalchemy import delete
 
 from calibr_pipeline import settings
 from calibr_pipeline.connectors.alerts import Alert, AlertAttachment
-from calibr_pipeline.defs.partitions import TENANT_PARTITIONS
+from calibr_pipeline.defs.partitions import FIRST_WEEK_START, TENANT_PARTITIONS
 from calibr_pipeline.defs.resources import AlertsResource, WarehouseResource
 from calibr_pipeline.services.digest import build_digest, write_digest
 from calibr_pipeline.warehouse.models import WeeklyDigest
 from calibr_pipeline.warehouse.tenancy import tenant_by_slug
 
 # ISO weeks, Monday to Sunday (day_offset=1); a week's partition exists once it is over.
-WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date="2026-01-05", day_offset=1, timezone="UTC")
+WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(start_date=FIRST_WEEK_START.isoformat(), day_offset=1, timezone="UTC")
 WEEKLY_TENANT_PARTITIONS = dg.MultiPartitionsDefinition({"week": WEEKLY_PARTITIONS, "tenant": TENANT_PARTITIONS})
 
 

@@ -9,6 +9,7 @@ import requests
 from sqlalchemy import delete, select
 
 from calibr_pipeline.connectors.alerts import Alert
+from calibr_pipeline.defs.partitions import FIRST_MONTH_START
 from calibr_pipeline.defs.resources import AlertsResource, WarehouseResource
 from calibr_pipeline.domain.sla import SLA_TARGET_PCT, Probe, uptime
 from calibr_pipeline.warehouse.models import ProbeResult, SlaReport
@@ -116,7 +117,7 @@ api_probe_schedules = [
     for name, path, cron in API_PROBES
 ]
 
-MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH_START.isoformat(), timezone="UTC", end_offset=1)
 
 
 @dg.asset(

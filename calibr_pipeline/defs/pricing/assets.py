@@ -79,7 +79,9 @@ def rule_targets(
         table = _targets_table(list(shown), total=stats.total)
     return dg.MaterializeResult(
         metadata={
-            "run_state": run.state,
+            # A snapshot taken when the preview was computed (usually QUEUED): the apply's
+            # state is on applied_prices, and an observation of this partition after the apply.
+            "run_state_at_preview": run.state,
             "frozen": stats.frozen,
             "targets": stats.total,
             "to_write": stats.to_write,
@@ -140,6 +142,10 @@ def applied_prices(context: dg.AssetExecutionContext, config: ApplyConfig, wareh
             .limit(25)
         ).all()
     table = "| SKU | from | to | state |\n|---|---|---|---|\n" + "\n".join(f"| {s} | {f} | {t} | {st} |" for s, f, t, st in audit)
+    # The preview's page keeps the state it was computed in; this observation puts the run's
+    # state after the apply next to it, so the rule_targets partition never reads QUEUED for
+    # a run that has been applied.
+    context.log_event(dg.AssetObservation(asset_key=rule_targets.key, partition=run_id, metadata={"run_state": summary.state}))
     return dg.MaterializeResult(
         metadata={
             "run_state": summary.state,
