@@ -777,6 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_commands(sub)
     add_catalog_commands(sub)
     add_platform_commands(sub)
+    from calibr_pipeline.amazon_cli import add_amazon_commands
+    add_amazon_commands(sub)
     return parser
 
 

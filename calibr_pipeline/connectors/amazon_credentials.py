@@ -1,10 +1,13 @@
 """Encryption of stored Amazon credentials, behind one pair of functions.
 
-The project's secrets vault (``calibr_pipeline/secrets/``) is being built in parallel;
-when it lands, :func:`seal` / :func:`unseal` delegate to it and nothing else changes.
-Until then: Fernet (AES-128-CBC + HMAC-SHA256, ``cryptography``) with the key from
-``CALIBR_SECRET_KEY`` (a urlsafe-base64 32-byte Fernet key) or, for the embedded default,
-a key file ``$CALIBR_HOME/secret.key`` created with mode 0600 on first use.
+:func:`seal` encrypts through the project's secrets vault (``secrets/vault.py``,
+``current_vault()``: the keys of ``CALIBR_SECRETS_KEYS`` or the key file), so stored
+credentials are re-encrypted by ``calibr secrets rotate`` like shop tokens
+(``amazon_accounts.sealed_credentials`` is in ``secrets.rotation.SECRET_COLUMNS``).
+
+Values sealed before the vault was used (a bare Fernet token under ``CALIBR_SECRET_KEY`` or
+``$CALIBR_HOME/secret.key``) still unseal; ``calibr secrets rotate`` moves them under the
+vault (:func:`unseal_legacy` opens them), as does ``calibr amazon connect``.
 """
 
 from __future__ import annotations
@@ -16,19 +19,17 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from calibr_pipeline import settings
 from calibr_pipeline.domain.errors import CalibrError
+from calibr_pipeline.secrets.vault import current_vault
 
 SECRET_KEY_ENV = "CALIBR_SECRET_KEY"
 
 
-def _fernet() -> Fernet:
+def _legacy_fernet() -> Fernet:
     key = os.environ.get(SECRET_KEY_ENV)
     if not key:
         path = Path(settings.calibr_home()) / "secret.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Fernet.generate_key())
+            raise CalibrError("stored Amazon credentials were sealed with a key that is missing; run `calibr amazon connect` again")
         key = path.read_text().strip()
     try:
         return Fernet(key.encode() if isinstance(key, str) else key)
@@ -37,11 +38,21 @@ def _fernet() -> Fernet:
 
 
 def seal(plaintext: str) -> str:
-    return _fernet().encrypt(plaintext.encode("utf-8")).decode("ascii")
+    return current_vault().encrypt(plaintext)
 
 
 def unseal(token: str) -> str:
+    vault = current_vault()
+    if vault.is_encrypted(token):
+        token = vault.decrypt(token)
+        if not token.startswith("gAAAAA"):  # a vault value (a legacy token wrapped by an older rotation opens below)
+            return token
+    return unseal_legacy(token)
+
+
+def unseal_legacy(token: str) -> str:
+    """A value sealed before the vault: a bare Fernet token under the legacy key."""
     try:
-        return _fernet().decrypt(token.encode("ascii")).decode("utf-8")
+        return _legacy_fernet().decrypt(token.encode("ascii")).decode("utf-8")
     except InvalidToken as exc:
         raise CalibrError("stored credentials cannot be decrypted with the current key") from exc

@@ -208,6 +208,7 @@ class CalibrCollector(Collector):
                         self._probes,
                         self._events,
                         self._stripe,
+                        self._analytics,
                     ):
                         try:
                             families.extend(section(connection, tables, now))
@@ -526,6 +527,97 @@ class CalibrCollector(Collector):
         for status, count in connection.execute(text("SELECT status, COUNT(*) FROM stripe_webhook_events GROUP BY status")):
             events.add_metric([status], _num(count))
         return [runs, duration, backlog, failures, events]
+
+    # -- analytics (issue 8: the dbt models' tables, once the analytics_models job has built them) --
+
+    def _analytics(self, connection: Connection, tables: set[str], now: datetime) -> list[Metric]:
+        """Per project: revenue, gross margin %, price index and units of the last complete day
+        (the latest day of ``analytics_overview`` before today, UTC) and of the 7 days ending on it."""
+        if not {"analytics_overview", "sales_daily"} <= tables:
+            return []
+        from datetime import date as _date
+        from datetime import timezone
+
+        from sqlalchemy import Date, bindparam
+
+        from calibr_pipeline.domain.money import minor_unit_exponent
+
+        labels = ["tenant", "project", "window"]
+        revenue = GaugeMetricFamily(
+            "calibr_analytics_revenue", "Revenue (gross - discounts - refunds) in the project currency, last complete day (1d) and the 7 days ending on it (7d).",
+            labels=["tenant", "project", "currency", "window"],
+        )
+        margin = GaugeMetricFamily(
+            "calibr_analytics_gross_margin_percent", "Gross margin in % of revenue, over the SKUs with a known cost (no sample without such revenue).", labels=labels
+        )
+        index = GaugeMetricFamily(
+            "calibr_analytics_price_index", "Our price / median competitor price, mean over SKUs with market data (1 = at the market); 7d: mean of the daily indices.", labels=labels
+        )
+        units = GaugeMetricFamily("calibr_analytics_units", "Units sold and kept (net of refunds).", labels=labels)
+        last_day = GaugeMetricFamily(
+            "calibr_analytics_last_complete_day_timestamp_seconds", "Start (00:00 UTC) of the last complete day the analytics models hold for the project.",
+            labels=["tenant", "project"],
+        )
+
+        def day(value: Any) -> _date:
+            return value if isinstance(value, _date) else _date.fromisoformat(str(value)[:10])
+
+        today = bindparam("today", now.date(), type_=Date)
+        latest = {
+            project_id: day(last)
+            for project_id, last in connection.execute(
+                text("SELECT project_id, MAX(day) FROM analytics_overview WHERE day < :today GROUP BY project_id").bindparams(today)
+            )
+            if last is not None
+        }
+        if not latest:
+            return [revenue, margin, index, units, last_day]
+        since = bindparam("since", min(latest.values()) - timedelta(days=6), type_=Date)
+        overview = connection.execute(
+            text(
+                "SELECT o.project_id, t.slug, p.slug, p.currency, o.day, o.units, o.revenue_minor, o.price_index "
+                "FROM analytics_overview o JOIN projects p ON p.id = o.project_id JOIN tenants t ON t.id = p.tenant_id "
+                "WHERE o.day >= :since AND o.day < :today"
+            ).bindparams(since, today)
+        ).all()
+        margins = {
+            (project_id, day(d)): (_num(m), _num(r))
+            for project_id, d, m, r in connection.execute(
+                text(
+                    "SELECT project_id, day, SUM(margin_minor), SUM(CASE WHEN margin_minor IS NOT NULL THEN revenue_minor END) "
+                    "FROM sales_daily WHERE day >= :since AND day < :today GROUP BY project_id, day"
+                ).bindparams(since, today)
+            )
+        }
+        windows: dict[tuple, dict[str, list]] = {}
+        names: dict[int, tuple[str, str, str]] = {}
+        for project_id, tenant, project, currency, d, n, rev, pi in overview:
+            d, end = day(d), latest.get(project_id)
+            if end is None or d > end or d < end - timedelta(days=6):
+                continue
+            names[project_id] = (tenant, project, currency)
+            m, r = margins.get((project_id, d), (0.0, 0.0))
+            for window in (("1d",) if d == end else ()) + ("7d",):
+                acc = windows.setdefault((project_id, window), {"units": [], "revenue": [], "margin": [], "with_cost": [], "index": []})
+                acc["units"].append(_num(n))
+                acc["revenue"].append(_num(rev))
+                acc["margin"].append(m)
+                acc["with_cost"].append(r)
+                if pi is not None:
+                    acc["index"].append(float(pi))
+        for (project_id, window), acc in sorted(windows.items(), key=lambda kv: (names[kv[0][0]], kv[0][1])):
+            tenant, project, currency = names[project_id]
+            divisor = 10 ** (0 if minor_unit_exponent(currency) == 0 else 2)  # as the models' minor_units macro
+            revenue.add_metric([tenant, project, currency, window], sum(acc["revenue"]) / divisor)
+            units.add_metric([tenant, project, window], sum(acc["units"]))
+            if sum(acc["with_cost"]) > 0:
+                margin.add_metric([tenant, project, window], round(100 * sum(acc["margin"]) / sum(acc["with_cost"]), 2))
+            if acc["index"]:
+                index.add_metric([tenant, project, window], round(sum(acc["index"]) / len(acc["index"]), 4))
+            if window == "1d":
+                end = latest[project_id]
+                last_day.add_metric([tenant, project], datetime(end.year, end.month, end.day, tzinfo=timezone.utc).timestamp())
+        return [revenue, margin, index, units, last_day]
 
     # -- Dagster ------------------------------------------------------------------------------
 

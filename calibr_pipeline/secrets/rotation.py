@@ -19,10 +19,17 @@ def _stripe_legacy(sealed: str) -> str:
     return unseal_legacy(sealed)
 
 
+def _amazon_legacy(sealed: str) -> str:
+    from calibr_pipeline.connectors.amazon_credentials import unseal_legacy
+
+    return unseal_legacy(sealed)
+
+
 SECRET_COLUMNS: list[tuple[str, str, str, Callable[[str], str] | None]] = [
     ("shops", "id", "access_token", None),
     ("stripe_accounts", "id", "access_token_sealed", _stripe_legacy),
     ("stripe_accounts", "id", "refresh_token_sealed", _stripe_legacy),
+    ("amazon_accounts", "shop_id", "sealed_credentials", _amazon_legacy),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -48,9 +49,10 @@ class AmazonSyncResult:
 
 def configure_amazon(
     session: Session, project: Project, *, seller_id: str, marketplace_id: str, endpoint: str, token_url: str,
-    client_id: str, client_secret: str, refresh_token: str, currency: str, sku_map: dict[str, tuple[str, str]],
+    client_id: str, client_secret: str, refresh_token: str, currency: str, sku_map: dict[str, tuple[str, str]] | None,
 ) -> Shop:
-    """Create or update the project's Amazon channel; ``sku_map``: seller SKU -> (ASIN, our SKU)."""
+    """Create or update the project's Amazon channel; ``sku_map``: seller SKU -> (ASIN, our SKU)
+    replaces the mapping (None keeps it)."""
     shop = upsert_shop(session, project, "amazon", platform="amazon", admin_endpoint=endpoint, currency=currency)
     session.flush()
     sealed = seal(json.dumps({"client_secret": client_secret, "refresh_token": refresh_token}))
@@ -58,6 +60,8 @@ def configure_amazon(
     account.seller_id, account.marketplace_id, account.token_url = seller_id, marketplace_id, token_url
     account.client_id, account.sealed_credentials = client_id, sealed
     session.add(account)
+    if sku_map is None:
+        return shop
     variants = dict(session.execute(select(Variant.sku, Variant.id).where(Variant.project_id == project.id)).all())
     session.execute(delete(AmazonSkuMap).where(AmazonSkuMap.shop_id == shop.id))
     unknown = sorted(our for _asin, our in sku_map.values() if our not in variants)
@@ -66,6 +70,39 @@ def configure_amazon(
     for seller_sku, (asin, our_sku) in sorted(sku_map.items()):
         session.add(AmazonSkuMap(shop_id=shop.id, seller_sku=seller_sku, asin=asin, variant_id=variants[our_sku]))
     return shop
+
+
+ASIN_PATTERN = re.compile(r"^[A-Z0-9]{10}$")
+
+
+def map_amazon_sku(session: Session, project: Project, *, sku: str, asin: str | None, seller_sku: str | None) -> AmazonSkuMap:
+    """Map one Amazon listing (seller SKU, ASIN) to our SKU ``sku``; the seller SKU defaults to ``sku``,
+    the ASIN to the one already mapped for that seller SKU. Raises :class:`CalibrError` naming what is wrong."""
+    shop = session.scalars(select(Shop).where(Shop.project_id == project.id, Shop.platform == "amazon")).first()
+    if shop is None or session.get(AmazonAccount, shop.id) is None:
+        raise CalibrError(f"project {project.slug!r} has no Amazon account; run `calibr amazon connect --project {project.slug} ...` first")
+    variant_id = session.scalar(select(Variant.id).where(Variant.project_id == project.id, Variant.sku == sku))
+    if variant_id is None:
+        raise CalibrError(f"SKU {sku!r} is not in the catalog of project {project.slug!r}")
+    seller_sku = (seller_sku or sku).strip()
+    if not seller_sku or len(seller_sku) > 200:
+        raise CalibrError("--seller-sku must be 1 to 200 characters")
+    row = session.get(AmazonSkuMap, (shop.id, seller_sku))
+    if asin is not None:
+        asin = asin.strip().upper()
+        if not ASIN_PATTERN.match(asin):
+            raise CalibrError(f"ASIN {asin!r} is not 10 letters or digits (such as B00EXAMPLE)")
+    elif row is None:
+        raise CalibrError(f"seller SKU {seller_sku!r} is not mapped yet: give its --asin")
+    if row is None:
+        row = AmazonSkuMap(shop_id=shop.id, seller_sku=seller_sku, asin=asin, variant_id=variant_id)
+        session.add(row)
+    else:
+        row.variant_id = variant_id
+        if asin is not None:
+            row.asin = asin
+    session.flush()
+    return row
 
 
 def client_for_account(shop: Shop, account: AmazonAccount, **kw: Any) -> SpApiClient:

@@ -1,14 +1,20 @@
-"""Compute the trend flags of one tenant as of one day (domain/trends.py) into competitor_trends."""
+"""The trend flags of one tenant as of one day into ``competitor_trends``.
+
+Production path: :func:`copy_trend_flags` takes the rows the dbt model ``trend_flags``
+(``analytics_dbt/models/trend_flags.sql``, portable SQL on SQLite and PostgreSQL) computed
+for the tenant and day. :func:`compute_trends` is the reference implementation of the same
+method in Python (``domain/trends.py``): the tests check the SQL against it flag for flag.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import delete, insert, text
+from sqlalchemy import Date, bindparam, delete, insert, inspect, text
 from sqlalchemy.orm import Session
 
-from calibr_pipeline.domain.trends import DayPoint, competitor_flags, margin_erosion
+from calibr_pipeline.domain.trends import DayPoint, TrendFlag, competitor_flags, margin_erosion
 from calibr_pipeline.warehouse.models import CompetitorTrendFlag
 
 WINDOW_DAYS = 14
@@ -16,6 +22,51 @@ WINDOW_DAYS = 14
 
 def _day(value) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+class TrendModelMissing(Exception):
+    """The dbt model ``trend_flags`` has not been built in this warehouse yet."""
+
+
+def _write(session: Session, tenant_id: int, as_of: dt.date, rows: list[tuple]) -> int:
+    session.execute(delete(CompetitorTrendFlag).where(CompetitorTrendFlag.tenant_id == tenant_id, CompetitorTrendFlag.as_of_day == as_of))
+    if rows:
+        session.execute(
+            insert(CompetitorTrendFlag),
+            [
+                {
+                    "tenant_id": tenant_id, "as_of_day": as_of, "position": i, "project_id": p, "variant_id": v, "sku": sku,
+                    "competitor_id": c, "listing_id": l, "flag": f.flag, "direction": f.direction, "window_days": f.window_days,
+                    "size_pct": f.size_pct, "statistic": f.statistic, "explanation": f.explanation,
+                }
+                for i, (p, v, sku, c, l, f) in enumerate(rows)
+            ],
+        )
+    return len(rows)
+
+
+def copy_trend_flags(session: Session, tenant_id: int, as_of: dt.date) -> int:
+    """Replace the tenant's flags for ``as_of`` with the dbt model's; returns how many.
+
+    Order as the reference: per listing (project, SKU, competitor, listing) its flags in the
+    method's order, then margin erosion per (project, SKU); sorted here so the SKU order is
+    Python's on both databases (collations differ)."""
+    if "trend_flags" not in inspect(session.connection()).get_table_names():
+        raise TrendModelMissing("the dbt model trend_flags is not built yet: run the analytics_models job first")
+    found = session.execute(
+        text(
+            "SELECT project_id, variant_id, sku, competitor_id, listing_id, flag_order, flag, direction, window_days, "
+            "size_pct, statistic, explanation FROM trend_flags WHERE tenant_id = :tenant AND as_of_day = :day"
+        ).bindparams(bindparam("day", as_of, type_=Date)),
+        {"tenant": tenant_id},
+    ).all()
+    found.sort(key=lambda r: (r.listing_id is None, r.project_id, r.sku, r.competitor_id or 0, r.listing_id or 0, r.flag_order))
+    rows = [
+        (r.project_id, r.variant_id, r.sku, r.competitor_id, r.listing_id,
+         TrendFlag(r.flag, r.direction, int(r.window_days), float(r.size_pct), None if r.statistic is None else float(r.statistic), r.explanation))
+        for r in found
+    ]
+    return _write(session, tenant_id, as_of, rows)
 
 
 def compute_trends(session: Session, tenant_id: int, as_of: dt.date, *, window: int = WINDOW_DAYS) -> int:
@@ -65,17 +116,4 @@ def compute_trends(session: Session, tenant_id: int, as_of: dt.date, *, window: 
         flag = margin_erosion(sales[key], as_of)
         if flag is not None:
             rows.append((key[0], key[1], key[2], None, None, flag))
-    session.execute(delete(CompetitorTrendFlag).where(CompetitorTrendFlag.tenant_id == tenant_id, CompetitorTrendFlag.as_of_day == as_of))
-    if rows:
-        session.execute(
-            insert(CompetitorTrendFlag),
-            [
-                {
-                    "tenant_id": tenant_id, "as_of_day": as_of, "position": i, "project_id": p, "variant_id": v, "sku": sku,
-                    "competitor_id": c, "listing_id": l, "flag": f.flag, "direction": f.direction, "window_days": f.window_days,
-                    "size_pct": f.size_pct, "statistic": f.statistic, "explanation": f.explanation,
-                }
-                for i, (p, v, sku, c, l, f) in enumerate(rows)
-            ],
-        )
-    return len(rows)
+    return _write(session, tenant_id, as_of, rows)

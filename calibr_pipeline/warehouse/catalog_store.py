@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calibr_pipeline.domain.catalog import CatalogVariant
 from calibr_pipeline.domain.errors import CalibrError
-from calibr_pipeline.warehouse.models import Product, Shop, Variant
+from calibr_pipeline.warehouse.models import Product, Shop, Variant, VariantCostHistory
 from calibr_pipeline.warehouse.types import utcnow
 
 
@@ -36,6 +38,7 @@ def effective_sku(item: CatalogVariant) -> str:
 
 def upsert_catalog(session: Session, shop: Shop, items: list[CatalogVariant]) -> CatalogUpsertStats:
     now = utcnow()
+    cost_changes: list[tuple[Variant, bool, object]] = []  # (variant, is new, cost before)
     products = {p.external_id: p for p in session.scalars(select(Product).where(Product.shop_id == shop.id))}
     variants = {v.external_id: v for v in session.scalars(select(Variant).where(Variant.shop_id == shop.id))}
     sku_owner = {
@@ -91,7 +94,10 @@ def upsert_catalog(session: Session, shop: Shop, items: list[CatalogVariant]) ->
             session.add(variant)
             variants[item.variant_external_id] = variant
             counts["variants_created"] += 1
+            cost_changes.append((variant, True, None))
         elif _changed(variant, variant_fields):
+            if variant.cost != item.cost:
+                cost_changes.append((variant, False, variant.cost))
             for key, value in variant_fields.items():
                 setattr(variant, key, value)
             variant.updated_at = now
@@ -99,7 +105,33 @@ def upsert_catalog(session: Session, shop: Shop, items: list[CatalogVariant]) ->
         else:
             counts["variants_unchanged"] += 1
     session.flush()
+    for changed, created, before in cost_changes:
+        record_cost(session, changed, now.date(), previous_cost=before, known_variant=not created)
+    session.flush()
     return CatalogUpsertStats(**counts)
+
+
+def record_cost(session: Session, variant: Variant, day: date, *, previous_cost: Decimal | None = None, known_variant: bool = True) -> None:
+    """Make ``variant.cost`` the cost valid from ``day`` on in ``variant_cost_history``.
+
+    The open row (valid_to NULL) is closed at ``day``; a row that already starts on ``day``
+    (a second change the same day) is overwritten. Days before ``day`` keep their cost: a
+    known variant without history (written around the sync) first gets ``previous_cost``
+    as the cost before ``day``.
+    """
+    rows = [] if not known_variant else list(
+        session.scalars(select(VariantCostHistory).where(VariantCostHistory.variant_id == variant.id, VariantCostHistory.valid_to.is_(None)))
+    )
+    if known_variant and not rows and session.scalar(select(VariantCostHistory.valid_from).where(VariantCostHistory.variant_id == variant.id).limit(1)) is None:
+        session.add(VariantCostHistory(variant_id=variant.id, project_id=variant.project_id, valid_from=day - timedelta(days=1), valid_to=day,
+                                       cost=previous_cost, currency=variant.currency, recorded_at=utcnow()))
+    for row in rows:
+        if row.valid_from >= day:
+            row.cost, row.currency, row.recorded_at = variant.cost, variant.currency, utcnow()
+            return
+        row.valid_to = day
+    session.add(VariantCostHistory(variant_id=variant.id, project_id=variant.project_id, valid_from=day, valid_to=None,
+                                   cost=variant.cost, currency=variant.currency, recorded_at=utcnow()))
 
 
 def _changed(row: object, fields: dict) -> bool:

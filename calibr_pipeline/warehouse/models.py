@@ -1030,3 +1030,23 @@ class AmazonCompetitivePrice(Base):
     landed_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     listing_price: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     currency: Mapped[str | None] = mapped_column(String(3))
+
+
+class VariantCostHistory(Base):
+    """The unit cost of a variant over time, so a cost change never rewrites past margins.
+
+    One row per (variant, day the cost took effect): ``valid_from`` inclusive, ``valid_to``
+    exclusive (NULL for the cost in force now). Catalog syncs add a row when the unit cost
+    they read differs from the variant's; a second change on the same day replaces that
+    day's row. ``cost`` NULL means the cost was unknown from that day.
+    """
+
+    __tablename__ = "variant_cost_history"
+
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), primary_key=True)
+    valid_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    cost: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(3))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -315,3 +315,31 @@ def test_overview_api_is_tenant_scoped_exact_and_refuses_strangers(built):
     # The other tenant sees its own (empty) project, never the fixture's numbers.
     theirs = client.get("/api/v1/analytics/other-store/overview?from=2026-03-01&to=2026-03-06", headers={"Authorization": "Bearer other-token"})
     assert theirs.status_code == 200 and theirs.json()["days"] == [] and theirs.json()["totals"]["revenue"] == "0.00"
+
+
+def test_analytics_gauges_on_metrics_exact(built):
+    """`calibr serve` exports the project's revenue, margin %, price index and units of the last
+    complete day (03-06, the latest before today) and of the 7 days ending on it (02-28..03-06)."""
+    from calibr_pipeline.monitoring.server import MonitoringServer
+    from calibr_pipeline_tests.monitoring.conftest import FRESH, scrape
+
+    url, _ = built
+    server = MonitoringServer(url, host="127.0.0.1", port=0, thresholds=FRESH).start()
+    try:
+        m = scrape(server.url)
+    finally:
+        server.stop()
+    assert m.value("calibr_warehouse_up") == 1
+    labels = {"tenant": "fixture", "project": "fixture-store"}
+    # 03-06 sold nothing (the refund of 03-06 counts on the sale's day, 03-05).
+    assert m.value("calibr_analytics_revenue", **labels, currency="USD", window="1d") == 0
+    assert m.value("calibr_analytics_units", **labels, window="1d") == 0
+    assert m.value("calibr_analytics_gross_margin_percent", **labels, window="1d") is None  # no revenue with a known cost
+    assert m.value("calibr_analytics_price_index", **labels, window="1d") is None  # no market data that day
+    # 7 days: 38.00 + 32.00 + 20.00; margin 30.00 over the 85.00 of SKUs with a cost (C has none); index of 03-05.
+    assert m.value("calibr_analytics_revenue", **labels, currency="USD", window="7d") == 90.0
+    assert m.value("calibr_analytics_units", **labels, window="7d") == 8
+    assert m.value("calibr_analytics_gross_margin_percent", **labels, window="7d") == 35.29
+    assert m.value("calibr_analytics_price_index", **labels, window="7d") == 0.95
+    assert m.value("calibr_analytics_last_complete_day_timestamp_seconds", **labels) == dt.datetime(2026, 3, 6, tzinfo=UTC).timestamp()
+    assert not any("fernet" in line or "password" in line for line in m.text.splitlines())

@@ -9,7 +9,8 @@ monitoring server also reads:
    variants rejected (userErrors -> DLQ), one product's write failing all its attempts
    (transient dead letter), a THROTTLED answer and an HTTP 429 (recorded Shopify series);
    the ``daily_reconciliation`` schedule's runs; synthetic probes of the server's own
-   ``/health``; HTTP traffic on every route plus a 404 and a 405, and a strict health
+   ``/health``; yesterday's order sync and the dbt analytics models (revenue, margin,
+   price index, units gauges); HTTP traffic on every route plus a 404 and a 405, and a strict health
    check answered 503 because no Dagster daemon has sent a heartbeat yet; then the
    daemon "starts" (heartbeats);
 2. Prometheus (the project's scrape jobs and rule files, 1 s intervals) and the blackbox
@@ -345,6 +346,9 @@ def test_every_dashboard_panel_has_data(sqlite_warehouse_url, instance, tmp_path
         assert dead.get("INVALID_INPUT") == 2 and any(kind != "INVALID_INPUT" for kind in dead), dead
         assert errors > 0
         pipeline.shop.faults.clear()
+        # Analytics (issue 8): yesterday's orders, then the dbt models the analytics gauges read.
+        assert run_job_for_day(pipeline.defs, instance, "order_sync", [TENANT], yesterday) == {TENANT: True}
+        pipeline.execute("analytics_models")
         pipeline.run_schedule("daily_reconciliation")
         pipeline.execute("synthetic_probes")
 

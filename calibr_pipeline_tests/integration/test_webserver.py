@@ -112,8 +112,8 @@ def test_webserver_lists_assets_and_launches_a_materialization(tmp_path, dagster
                 "shop_orders", "amazon_orders", "competitor_trends", "weekly_digest",
             }
             # The dbt analytics models are rebuilt whole; warehouse/* are the dbt sources no asset owns.
-            dbt_models = {"calendar_days", "price_history", "sales_daily", "analytics_overview", "top_skus", "price_change_frequency"}
-            dbt_sources = {("warehouse", t) for t in ("projects", "order_lines", "order_refund_lines", "rule_runs")}
+            dbt_models = {"calendar_days", "price_history", "sales_daily", "analytics_overview", "top_skus", "price_change_frequency", "trend_observed", "trend_flags"}
+            dbt_sources = {("warehouse", t) for t in ("projects", "order_lines", "order_refund_lines", "rule_runs", "variant_cost_history")}
             assert set(assets) == {(name,) for name in partitioned | dbt_models} | dbt_sources
             assert all(assets[(name,)]["isPartitioned"] for name in partitioned)
             assert assets[("competitor_price_observations",)]["hasAssetChecks"]

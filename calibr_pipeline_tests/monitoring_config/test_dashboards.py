@@ -86,6 +86,9 @@ def test_dashboard_queries_only_use_contract_metrics(path):
         # Stripe connector (issue 11)
         "calibr_stripe_sync_runs_total", "calibr_stripe_sync_duration_seconds", "calibr_stripe_webhook_backlog",
         "calibr_stripe_webhook_signature_failures_total",
+        # Merchant analytics (issue 8)
+        "calibr_analytics_revenue", "calibr_analytics_gross_margin_percent", "calibr_analytics_price_index",
+        "calibr_analytics_units", "calibr_analytics_last_complete_day_timestamp_seconds",
     }
     recorded = {
         rule["record"]

@@ -53,3 +53,56 @@ CAST({{ expr }} AS DATE)
 {% macro sqlite__as_date(expr) -%}
 date({{ expr }})
 {%- endmacro %}
+
+{#- Floating point (the trend statistics are computed in double precision, like the
+    reference implementation in domain/trends.py). -#}
+{% macro as_float(expr) -%}
+{{ return(adapter.dispatch('as_float', 'calibr_analytics')(expr)) }}
+{%- endmacro %}
+{% macro default__as_float(expr) -%}
+CAST({{ expr }} AS DOUBLE PRECISION)
+{%- endmacro %}
+{% macro sqlite__as_float(expr) -%}
+CAST({{ expr }} AS REAL)
+{%- endmacro %}
+
+{#- round(x, n) of a float, as a float (PostgreSQL rounds only NUMERIC). -#}
+{% macro round_float(expr, n) -%}
+{{ return(adapter.dispatch('round_float', 'calibr_analytics')(expr, n)) }}
+{%- endmacro %}
+{% macro default__round_float(expr, n) -%}
+CAST(ROUND(CAST({{ expr }} AS NUMERIC), {{ n }}) AS DOUBLE PRECISION)
+{%- endmacro %}
+{% macro sqlite__round_float(expr, n) -%}
+ROUND({{ expr }}, {{ n }})
+{%- endmacro %}
+
+{#- A number as text with n decimals (Python's f"{x:.nf}"); fmt_signed adds '+' to x >= 0. -#}
+{% macro fmt(expr, n) -%}
+{{ return(adapter.dispatch('fmt', 'calibr_analytics')(expr, n)) }}
+{%- endmacro %}
+{% macro default__fmt(expr, n) -%}
+CAST(ROUND(CAST({{ expr }} AS NUMERIC), {{ n }}) AS TEXT)
+{%- endmacro %}
+{% macro sqlite__fmt(expr, n) -%}
+printf('%.{{ n }}f', {{ expr }})
+{%- endmacro %}
+{% macro fmt_signed(expr, n) -%}
+(CASE WHEN {{ expr }} >= 0 THEN '+' ELSE '' END || {{ fmt(expr, n) }})
+{%- endmacro %}
+
+{% macro non_negative(expr) -%}
+(CASE WHEN ({{ expr }}) > 0 THEN ({{ expr }}) ELSE 0.0 END)
+{%- endmacro %}
+
+{#- The (listing_id, as_of_day, idx) index of trend_observed (a post-hook). SQLite needs an
+    index name, unique per run (the previous table may still hold its index while dbt swaps). -#}
+{% macro calibr_window_index(relation) -%}
+{{ return(adapter.dispatch('calibr_window_index', 'calibr_analytics')(relation)) }}
+{%- endmacro %}
+{% macro default__calibr_window_index(relation) -%}
+create index on {{ relation }} (listing_id, as_of_day, idx)
+{%- endmacro %}
+{% macro sqlite__calibr_window_index(relation) -%}
+create index if not exists "{{ relation.schema }}"."ix_{{ relation.identifier }}_{{ invocation_id | replace('-', '') }}" on "{{ relation.identifier }}" (listing_id, as_of_day, idx)
+{%- endmacro %}

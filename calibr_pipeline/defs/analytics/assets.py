@@ -84,26 +84,30 @@ def shop_orders(
 @dg.asset(
     partitions_def=DAILY_TENANT_PARTITIONS,
     group_name="analytics",
-    kinds={"python", "sql"},
-    deps=[dg.AssetKey("price_history"), dg.AssetKey("sales_daily"), dg.AssetKey("normalized_price_snapshots")],
+    kinds={"dbt", "sql"},
+    deps=[dg.AssetKey("trend_flags")],
     freshness_policy=TRENDS_FRESHNESS,
     description=(
         "Trend flags as of the partition's day, per SKU and competitor listing, in `competitor_trends`: "
-        "sustained moves (Theil–Sen slope + Mann–Kendall test over 14 days), level shifts (Welch t at the "
-        "best split), undercutting streaks, competitors out of stock, and our margin erosion (7 days vs the "
-        "7 before). Each flag states its window, size and significance; see docs/analytics.md."
+        "the tenant-day's rows of the dbt model `trend_flags` (portable SQL: sustained moves by Theil–Sen "
+        "slope + Mann–Kendall test over 14 days, level shifts by Welch t at the best split, undercutting "
+        "streaks, competitors out of stock, and our margin erosion, 7 days vs the 7 before). Each flag "
+        "states its window, size and significance; see docs/analytics.md."
     ),
 )
 def competitor_trends(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from sqlalchemy import func, select
 
-    from calibr_pipeline.services.trends import compute_trends
+    from calibr_pipeline.services.trends import TrendModelMissing, copy_trend_flags
     from calibr_pipeline.warehouse.models import CompetitorTrendFlag
 
     partition = day_tenant(context)
     with warehouse.session() as session:
         tenant = tenant_by_slug(session, partition.tenant_slug)
-        raised = compute_trends(session, tenant.id, partition.day)
+        try:
+            raised = copy_trend_flags(session, tenant.id, partition.day)
+        except TrendModelMissing as exc:
+            raise dg.Failure(description=str(exc)) from None
         by_flag = dict(
             session.execute(
                 select(CompetitorTrendFlag.flag, func.count())
