@@ -1,7 +1,7 @@
 """cost history: the unit cost of each variant over time (variant_cost_history)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 
 Margins in the analytics models use the cost valid on the order's day, so a cost change
 read by a catalog sync no longer rewrites past margins. Existing variants get one row
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import calibr_pipeline.warehouse.types
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
