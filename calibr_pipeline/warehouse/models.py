@@ -338,6 +338,8 @@ class OutboxDeadLetter(Base):
     __tablename__ = "outbox_dead_letters"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The tenant of the event (None when the event named none): row-level security on PostgreSQL.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
     outbox_id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict | None] = mapped_column(JSON)

@@ -140,5 +140,6 @@ def dead_letter(session: Session, event: PendingEvent, reason: str) -> None:
     """Park an event that cannot be dispatched, with the reason, and take it off the queue."""
     if session.scalar(select(OutboxDeadLetter.id).where(OutboxDeadLetter.outbox_id == event.id)) is None:
         payload = event.payload if isinstance(event.payload, dict) else {"raw": repr(event.payload)}
-        session.add(OutboxDeadLetter(outbox_id=event.id, event_type=event.event_type, payload=payload, reason=reason, schema_version=event.schema_version))
+        session.add(OutboxDeadLetter(outbox_id=event.id, tenant_id=event.tenant_id, event_type=event.event_type, payload=payload, reason=reason,
+                                     schema_version=event.schema_version))
     mark_dispatched(session, event.id, run_key="dead-letter")

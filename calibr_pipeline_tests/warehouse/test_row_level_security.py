@@ -65,7 +65,7 @@ def test_roles_are_not_owners_and_cannot_bypass_rls(pg_url):
 def test_every_tenant_owned_table_has_rls_and_both_policies(pg_url):
     with get_engine(pg_url).connect() as connection:
         by_tenant, by_project = tenant_tables(connection)
-        assert {"event_log", "outbox", "price_write_dlq", "rule_runs", "rule_targets", "api_tokens"} <= set(by_tenant)
+        assert {"event_log", "outbox", "outbox_dead_letters", "price_write_dlq", "rule_runs", "rule_targets", "api_tokens"} <= set(by_tenant)
         assert {"shops", "competitor_listings", "pricing_rules", "variants"} <= set(by_project)
         for table in [*by_tenant, *by_project, "tenants"]:
             assert connection.execute(text("SELECT relrowsecurity FROM pg_class WHERE relname = :t"), {"t": table}).scalar_one(), table

@@ -171,3 +171,29 @@ def test_dead_letter_takes_event_off_the_queue(seeded):
 
         parked = session.scalars(select(OutboxDeadLetter)).one()
         assert parked.outbox_id == "evt-1" and parked.reason == "listing_id must be an integer"
+        assert parked.tenant_id == tenant_id  # the event's tenant: row-level security on PostgreSQL
+
+
+def test_migration_gives_existing_dead_letters_their_events_tenant(seeded):
+    """Migration 0013: dead letters parked before it take the tenant of their outbox event
+    (and keep NULL when the event had none); downgrading and upgrading again is clean."""
+    from alembic import command
+
+    from calibr_pipeline.warehouse.engine import alembic_config, get_engine, upgrade_to_head
+
+    url, tenant_id = seeded
+    config = alembic_config(url)
+    with get_engine(url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+    with get_engine(url).begin() as connection:
+        connection.execute(text("INSERT INTO outbox (id, tenant_id, event_type, payload, created_at, schema_version) "
+                                "VALUES ('evt-t', :t, 'competitor.added', '{}', CURRENT_TIMESTAMP, 1), "
+                                "('evt-none', NULL, 'competitor.added', '{}', CURRENT_TIMESTAMP, 1)"), {"t": tenant_id})
+        connection.execute(text("INSERT INTO outbox_dead_letters (outbox_id, event_type, payload, reason, created_at) "
+                                "VALUES ('evt-t', 'competitor.added', '{}', 'bad', CURRENT_TIMESTAMP), "
+                                "('evt-none', 'competitor.added', '{}', 'bad', CURRENT_TIMESTAMP)"))
+    upgrade_to_head(url)
+    with get_engine(url).connect() as connection:
+        rows = dict(connection.execute(text("SELECT outbox_id, tenant_id FROM outbox_dead_letters")).all())
+    assert rows == {"evt-t": tenant_id, "evt-none": None}
