@@ -396,7 +396,9 @@ class _TargetWriter:
             self.staged = bool(connection.execute(text("SELECT row_security_active('rule_targets')")).scalar())
             if self.staged:
                 connection.execute(text(
-                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE rule_targets INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    # Dropped at commit: the next transaction on this pooled connection may act
+                    # as another role (the API's), which could not use this role's table.
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (LIKE rule_targets INCLUDING DEFAULTS) ON COMMIT DROP"
                 ))
 
     def add(self, row: tuple) -> None:
