@@ -23,5 +23,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('rule_runs') as batch:
+    # A plain ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35), not a batch copy of rule_runs: the
+    # copilot's views (migration 0009) read rule_runs, and SQLite refuses the batch's rename
+    # of its copy while a view names the table.
+    with op.batch_alter_table('rule_runs', recreate='never') as batch:
         batch.drop_column('explain_base')
