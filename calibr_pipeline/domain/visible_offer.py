@@ -544,10 +544,9 @@ def visible_availability(root: lxml.html.HtmlElement) -> tuple[str | None, str |
         text = _short_text(el)
         if not text or len(text) > 80:
             continue
-        if _OUT_OF_STOCK.search(text):
-            return "OutOfStock", f"stock wording {text[:40]!r}"
-        if _IN_STOCK.search(text):
-            return "InStock", f"stock wording {text[:40]!r}"
+        said = _stock_said(text, whole=False)
+        if said:
+            return said
     buttons = _buy_buttons(elements)
     if buttons:
         button = buttons[0]
@@ -564,11 +563,19 @@ def visible_availability(root: lxml.html.HtmlElement) -> tuple[str | None, str |
         text = _short_text(el).strip(" .!:;-–—")
         if not text or len(text) > 40:
             continue
-        if _OUT_OF_STOCK.fullmatch(text):
-            return "OutOfStock", f"stock phrase {text!r}"
-        if _IN_STOCK.fullmatch(text):
-            return "InStock", f"stock phrase {text!r}"
+        said = _stock_said(text, whole=True)
+        if said:
+            return said
     return None, None
+
+
+def _stock_said(text: str, *, whole: bool) -> tuple[str, str] | None:
+    """(availability, evidence) when ``text`` holds stock wording (``whole``: is nothing but a
+    stock phrase); out-of-stock wording wins over in-stock wording."""
+    for pattern, state in ((_OUT_OF_STOCK, "OutOfStock"), (_IN_STOCK, "InStock")):
+        if (pattern.fullmatch(text) if whole else pattern.search(text)):
+            return state, f"stock phrase {text!r}" if whole else f"stock wording {text[:40]!r}"
+    return None
 
 
 def twitter_card_price(root: lxml.html.HtmlElement) -> str | None:

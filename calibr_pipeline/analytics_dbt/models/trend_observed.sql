@@ -8,17 +8,10 @@
 {{ config(post_hook=calibr_window_index(this)) }}
 {% set window = 14 %}
 with offsets as (
-    {% for k in range(window) %}select {{ k }} as k{% if not loop.last %} union all {% endif %}{% endfor %}
+    {{ trend_window_offsets(window) }}
 ),
 snapshots as (
-    select s.tenant_id, s.project_id, s.variant_id, v.sku, s.competitor_id, s.listing_id,
-           {{ as_date('s.snapshot_date') }} as day,
-           case when s.amount_in_project_currency is null then null
-                else {{ as_float('s.amount_in_project_currency') }} end as price,
-           case when s.availability is not null
-                 and lower(s.availability) in ('out_of_stock', 'outofstock', 'soldout', 'sold_out') then 1 else 0 end as out_of_stock
-    from {{ source('warehouse', 'normalized_price_snapshots') }} s
-    join {{ source('warehouse', 'variants') }} v on v.id = s.variant_id
+    {{ trend_snapshots() }}
 ),
 -- The observed prices of each (listing, as-of day) window: a snapshot of day d belongs to
 -- the windows of d .. d + 13. idx = position by day, price_rank = position by price,
