@@ -61,7 +61,7 @@ class CalibrSettings(BaseSettings):
     SECRETS_KEY_FILE: str | None = Field(None, description="File holding the vault's Fernet keys (calibr secrets init). Unset: $CALIBR_HOME/secrets.key.")
     API_RATE_LIMIT: int = Field(600, gt=0, description="API requests a minute per token (the default for `calibr tokens create`).")
     API_METRICS_TOKEN: SecretStr | None = Field(None, description="Bearer token `calibr api` /metrics requires from non-loopback clients. Unset: loopback only.")
-    API_THREADS: int = Field(8, gt=0, description="Worker threads serving the API's synchronous routes (per worker process).")
+    API_THREADS: int = Field(4, gt=0, description="Worker threads serving the API's synchronous routes (per worker process).")
     API_WORKERS: int = Field(1, ge=1, le=64, description="Worker processes of `calibr api` (--workers). Several use every core; they share /metrics, the rate limits and the console key.")
     API_SHARED_STATE: str | None = Field(None, description="Set by `calibr api` for its worker processes: their shared folder (not for people to set).")
     API_URL: str | None = Field(None, description="Where the API probes find `calibr api`; the API probe schedules run by default only when it is set.")

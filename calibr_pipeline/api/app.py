@@ -48,7 +48,9 @@ THREADS_ENV = "CALIBR_API_THREADS"
 # Set by `calibr api --workers N` for its worker processes (commands.py): the folder they
 # share for metrics, rate-limit buckets and the console's signing key.
 SHARED_STATE_ENV = "CALIBR_API_SHARED_STATE"
-DEFAULT_THREADS = 8
+# Handlers are CPU-bound in Python: more threads per worker only queue on the GIL (at 8, the
+# p95 of `make bench-api` was ~1.7× that at 4); use --workers for more cores.
+DEFAULT_THREADS = 4
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 MAX_BODY_BYTES = 1_000_000
 # Seconds; the seed's alerts fire on p95 > 1.5 s and > 3 s, so buckets straddle both.

@@ -19,7 +19,7 @@ from fastapi import Request
 from calibr_pipeline.api.errors import ApiError
 from calibr_pipeline.services.api_tokens import AuthenticationError, Principal, TokenRecord, authenticate, hash_token
 from calibr_pipeline.warehouse.engine import session_scope
-from calibr_pipeline.warehouse.rls import enter_tenant
+from calibr_pipeline.warehouse.rls import act_as_tenant
 from calibr_pipeline.warehouse.scoped import TenantScope
 
 __all__ = ["Principal", "require_read", "require_write", "open_scope", "RateLimiter", "SharedRateLimiter"]
@@ -198,7 +198,7 @@ def open_scope(request: Request, principal: Principal) -> Iterator[TenantScope]:
 
 
 def bind_tenant(session, tenant_id: int) -> None:
-    """On PostgreSQL the rest of the transaction runs as the ``calibr_api`` role (not an owner,
-    no BYPASSRLS) for this tenant: row-level security hides every other tenant's rows even
+    """On PostgreSQL every transaction of this session runs as the ``calibr_api`` role (not an
+    owner, no BYPASSRLS) for this tenant: row-level security hides every other tenant's rows even
     from a query that forgets its filter (warehouse/rls.py)."""
-    enter_tenant(session, tenant_id)
+    act_as_tenant(session, tenant_id)

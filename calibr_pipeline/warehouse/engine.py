@@ -53,7 +53,15 @@ def _act_as_session_role(session: Session, _transaction, connection) -> None:
     schema, use the owner's connection. The API narrows it further to ``calibr_api`` and
     one tenant (``enter_tenant``) for each request."""
     from calibr_pipeline import settings
+    from calibr_pipeline.warehouse.rls import ACTING_AS, enter_tenant
 
+    acting_as = session.info.get(ACTING_AS)
+    if acting_as is not None:
+        # A tenant-scoped session (the API's): its role and tenant in the same round trip,
+        # again at the start of every transaction it opens.
+        role, tenant_id = acting_as
+        enter_tenant(connection, tenant_id, role=role)
+        return
     role = settings.warehouse_session_role()
     if role is not None:
         # set_config(…, true) is SET LOCAL ROLE: it ends with the transaction, so a pooled

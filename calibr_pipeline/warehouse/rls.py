@@ -26,6 +26,8 @@ PIPELINE_ROLE = "calibr_pipeline"
 ROLES = (API_ROLE, PIPELINE_ROLE)
 POLICY = "calibr_tenant_isolation"
 TENANT_SETTING = "app.tenant_id"
+# Session.info key: (role, tenant id) every transaction of that session starts with.
+ACTING_AS = "calibr_acting_as"
 
 _TENANT = f"NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint"
 # Tables the API never needs to see (Alembic's bookkeeping) are left out.
@@ -143,6 +145,17 @@ def remove_row_level_security(connection: Connection) -> None:
 
 def _schema(connection: Connection) -> str:
     return '"' + connection.execute(text("SELECT current_schema()")).scalar_one().replace('"', '""') + '"'
+
+
+def act_as_tenant(session, tenant_id: int, *, role: str = API_ROLE) -> None:
+    """For the rest of this session (every transaction it opens): act as ``role`` for
+    ``tenant_id`` on PostgreSQL. Set before the first statement, it costs no round trip of
+    its own: the transaction's start sets role and tenant together (warehouse/engine.py)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    session.info[ACTING_AS] = (role, int(tenant_id))
+    if session.in_transaction():
+        enter_tenant(session, tenant_id, role=role)
 
 
 def enter_tenant(connection_or_session, tenant_id: int, *, role: str = API_ROLE) -> None:

@@ -154,3 +154,17 @@ def test_pipeline_sessions_act_as_the_pipeline_role_not_the_owner(pg_url, two_te
     monkeypatch.setenv("CALIBR_WAREHOUSE_SESSION_ROLE", "owner")
     with session_scope(pg_url) as session:
         assert session.execute(text("SELECT current_user")).scalar_one() not in (PIPELINE_ROLE, API_ROLE)
+
+
+def test_a_tenant_scoped_session_stays_scoped_in_every_transaction(pg_url, two_tenants):
+    """act_as_tenant (the API's sessions): role and tenant are set as each transaction starts,
+    so a commit in the middle of a request does not fall back to the pipeline's wider view."""
+    from calibr_pipeline.warehouse.rls import act_as_tenant
+
+    with session_scope(pg_url) as session:
+        act_as_tenant(session, two_tenants["alpha"])
+        assert session.execute(text("SELECT current_user")).scalar_one() == API_ROLE
+        assert session.execute(text("SELECT count(*) FROM rule_runs")).scalar_one() == 1
+        session.commit()
+        assert session.execute(text("SELECT current_user")).scalar_one() == API_ROLE
+        assert session.execute(text("SELECT slug FROM tenants")).scalars().all() == ["alpha"]
