@@ -27,6 +27,18 @@ __all__ = ["Principal", "require_read", "require_write", "open_scope", "RateLimi
 SESSION_COOKIE = "calibr_session"
 
 
+def _take_token(bucket: tuple[float, float] | None, now: float, limit: float) -> tuple[tuple[float, float], float | None]:
+    """One request against a token bucket of ``limit`` a minute (bursts up to ``limit``):
+    (the bucket after it, None when allowed else the seconds to wait). ``bucket`` is
+    (tokens left, last refill), None for a token not seen yet."""
+    rate = limit / 60.0
+    tokens, last = bucket if bucket is not None else (limit, now)
+    tokens = min(limit, tokens + max(0.0, now - last) * rate)
+    if tokens >= 1.0:
+        return (tokens - 1.0, now), None
+    return (tokens, now), (1.0 - tokens) / rate
+
+
 class RateLimiter:
     """A token bucket per API token: ``limit`` requests a minute, bursts up to ``limit``."""
 
@@ -38,16 +50,9 @@ class RateLimiter:
     def check(self, token_id: int, per_minute: int | None) -> float | None:
         """None when allowed, else the seconds to wait."""
         limit = float(per_minute or self.default_per_minute)
-        rate = limit / 60.0
-        now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(token_id, (limit, now))
-            tokens = min(limit, tokens + (now - last) * rate)
-            if tokens >= 1.0:
-                self._buckets[token_id] = (tokens - 1.0, now)
-                return None
-            self._buckets[token_id] = (tokens, now)
-            return (1.0 - tokens) / rate
+            self._buckets[token_id], wait = _take_token(self._buckets.get(token_id), time.monotonic(), limit)
+        return wait
 
 
 class SharedRateLimiter:
@@ -78,16 +83,12 @@ class SharedRateLimiter:
 
     def check(self, token_id: int, per_minute: int | None) -> float | None:
         limit = float(per_minute or self.default_per_minute)
-        rate = limit / 60.0
         now = time.time()  # the wall clock: the one every process reads alike
         with self._connection() as connection:
             row = connection.execute("SELECT tokens, last FROM buckets WHERE token_id = ?", (token_id,)).fetchone()
-            tokens, last = row if row is not None else (limit, now)
-            tokens = min(limit, tokens + max(0.0, now - last) * rate)
-            allowed = tokens >= 1.0
-            connection.execute("INSERT OR REPLACE INTO buckets (token_id, tokens, last) VALUES (?, ?, ?)",
-                               (token_id, tokens - 1.0 if allowed else tokens, now))
-        return None if allowed else (1.0 - tokens) / rate
+            (tokens, last), wait = _take_token(row, now, limit)
+            connection.execute("INSERT OR REPLACE INTO buckets (token_id, tokens, last) VALUES (?, ?, ?)", (token_id, tokens, last))
+        return wait
 
 
 class _Transaction:

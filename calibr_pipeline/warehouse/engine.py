@@ -50,8 +50,8 @@ def _act_as_session_role(session: Session, _transaction, connection) -> None:
     """PostgreSQL: every ORM transaction of the pipeline, the CLI and the API runs as a role
     that owns nothing and cannot bypass row-level security (warehouse/rls.py), not as the
     owner the URL names. Only migrations (``upgrade_to_head``) and dbt, which change the
-    schema, use the owner's connection. The API narrows it further to ``calibr_api`` and
-    one tenant (``enter_tenant``) for each request."""
+    schema, use the owner's connection. A session given a tenant (``act_as_tenant``: the
+    API's, as ``calibr_api``) starts every transaction as that role for that tenant."""
     from calibr_pipeline import settings
     from calibr_pipeline.warehouse.rls import ACTING_AS, enter_tenant
 
